@@ -1,0 +1,297 @@
+"""Cost of seesay's engine against plain ``generate()`` on a random-weight LLaVA-architecture model.
+
+For each image-token count (576 = one LLaVA-1.5 image, 2880 = five) one process builds the seeded model
+once and times every mode in interleaved rounds (plain, loop, tap, eager, plain, ...), so that machine
+noise hits all modes alike:
+  * per-token decode time: mean gap between consecutive decode steps, read from a logits processor's
+    time stamps (prefill excluded); the median over rounds is reported;
+  * forward passes per generated token;
+  * peak memory: on GPU ``torch.cuda.max_memory_allocated`` per mode in the same process; on CPU one
+    extra process per mode reports its peak RSS (glibc told to mmap blocks >= 64 KiB, so RSS tracks live
+    tensors) and the peak above the RSS before generation ("work").
+Ratios are against plain ``generate()`` in the same run.
+
+Modes: plain (sdpa ``generate``), loop (seesay's decode loop, no tap), tap (loop + tap recording every
+layer's last-row attention per head), eager (``generate(output_attentions=True)`` with eager attention).
+
+    python benchmarks/tap_overhead.py                    # CPU defaults (hidden 512, 8 layers, 8 heads)
+    python benchmarks/tap_overhead.py --device cuda --dtype bfloat16 --hidden 4096 --layers 32 --heads 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+CHILD_ENV = {"PYTHONWARNINGS": "ignore", "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_ARENA_MAX": "1"}
+SHARED_ARGS = (
+    "device",
+    "dtype",
+    "hidden",
+    "layers",
+    "heads",
+    "kv_heads",
+    "vocab",
+    "text_tokens",
+    "new_tokens",
+    "repeats",
+    "threads",
+    "modes",
+)
+
+
+def build_model(args):
+    import torch
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+
+    vision = CLIPVisionConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=336,
+        patch_size=14,
+        projection_dim=64,
+    )
+    text = LlamaConfig(
+        vocab_size=args.vocab,
+        hidden_size=args.hidden,
+        intermediate_size=args.hidden * 11 // 4,
+        num_hidden_layers=args.layers,
+        num_attention_heads=args.heads,
+        num_key_value_heads=args.kv_heads or args.heads,
+        max_position_embeddings=8192,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=3,
+        image_seq_length=576,
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
+    )
+    torch.manual_seed(0)
+    with torch.device(args.device):  # initialise on the target device (fast for 7B-shaped models on GPU)
+        model = LlavaForConditionalGeneration(config)
+    model = model.to(dtype=getattr(torch, args.dtype)).eval()
+    model.generation_config.eos_token_id = None
+    model.generation_config.pad_token_id = 0
+    return model
+
+
+def make_inputs(model, n_image_tokens: int, args):
+    import torch
+
+    n_images = n_image_tokens // 576
+    g = torch.Generator().manual_seed(1)
+    text = torch.randint(10, args.vocab, (1, args.text_tokens), generator=g)
+    ids = torch.cat([torch.tensor([[1]]), torch.full((1, n_images * 576), 3), text], dim=1)
+    pixel_values = torch.randn(n_images, 3, 336, 336, generator=g).to(model.dtype)
+    return {
+        "input_ids": ids.to(args.device),
+        "attention_mask": torch.ones_like(ids).to(args.device),
+        "pixel_values": pixel_values.to(args.device),
+    }
+
+
+def mode_runners(model, inputs) -> dict[str, Callable]:
+    """name -> fn(n_new_tokens, logits_processor) returning the number of forward passes it made."""
+    from seesay.adapters import get_adapter
+    from seesay.decoding import GenerationSettings, decode
+    from seesay.tap import AttentionTap
+
+    adapter = get_adapter(model)
+
+    def plain(n, procs):
+        model.generate(**inputs, max_new_tokens=n, min_new_tokens=n, do_sample=False, logits_processor=procs)
+        return n
+
+    def eager(n, procs):
+        model.set_attn_implementation({"text_config": "eager"})
+        try:
+            model.generate(
+                **inputs,
+                max_new_tokens=n,
+                min_new_tokens=n,
+                do_sample=False,
+                logits_processor=procs,
+                output_attentions=True,
+                return_dict_in_generate=True,
+            )
+        finally:
+            model.set_attn_implementation({"text_config": "sdpa"})
+        return n
+
+    def loop(n, procs, tap=None):
+        out = decode(
+            model,
+            inputs,
+            adapter=adapter,
+            settings=GenerationSettings(max_new_tokens=n),
+            tap=tap,
+            logits_processor=procs,
+        )
+        return out.forward_passes
+
+    return {
+        "plain": plain,
+        "loop": loop,
+        "tap": lambda n, procs: loop(n, procs, AttentionTap(record="heads")),
+        "eager": eager,
+    }
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def child_timing(args) -> dict:
+    """All modes in one process, interleaved rounds; CUDA peak memory per mode."""
+    import torch
+    from transformers import LogitsProcessorList
+
+    torch.set_num_threads(args.threads)
+    model = build_model(args)
+    inputs = make_inputs(model, args.image_tokens, args)
+    runners = mode_runners(model, inputs)
+    modes = args.modes.split(",")
+    stamps: list[float] = []
+
+    def stamp(input_ids, scores):
+        _sync(args.device)
+        stamps.append(time.perf_counter())
+        return scores
+
+    procs = LogitsProcessorList([stamp])
+    per_token: dict[str, list[float]] = {m: [] for m in modes}
+    passes: dict[str, float] = {}
+    peak: dict[str, int] = {}
+    n = 1 + args.new_tokens
+    with torch.no_grad():
+        for mode in modes:  # warm-up, and CUDA peak memory of one full run per mode
+            if args.device.startswith("cuda"):
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+                base = torch.cuda.memory_allocated()
+            runners[mode](n, procs)
+            if args.device.startswith("cuda"):
+                _sync(args.device)
+                peak[mode] = torch.cuda.max_memory_allocated()
+                peak[mode + ":work"] = peak[mode] - base
+        for _ in range(args.repeats):
+            for mode in modes:
+                stamps.clear()
+                passes[mode] = runners[mode](n, procs) / n
+                per_token[mode].append((stamps[-1] - stamps[0]) / (len(stamps) - 1))
+    return {
+        "per_token_s": {m: statistics.median(v) for m, v in per_token.items()},
+        "per_token_all": per_token,
+        "passes_per_token": passes,
+        "cuda_peak": peak,
+        "seq_len": int(inputs["input_ids"].shape[1]),
+    }
+
+
+def child_memory(args) -> dict:
+    """Peak RSS of one mode in a fresh process (CPU)."""
+    import torch
+    from transformers import LogitsProcessorList
+
+    torch.set_num_threads(args.threads)
+    model = build_model(args)
+    inputs = make_inputs(model, args.image_tokens, args)
+    runner = mode_runners(model, inputs)[args.memory_mode]
+    with open("/proc/self/statm") as f:
+        before = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    with torch.no_grad():
+        runner(1 + args.new_tokens, LogitsProcessorList())
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"peak": peak, "work": max(0, peak - before)}
+
+
+def _child(args, extra: list[str]) -> dict:
+    cmd = [sys.executable, __file__]
+    for k in SHARED_ARGS:
+        cmd += [f"--{k.replace('_', '-')}", str(getattr(args, k))]
+    proc = subprocess.run(cmd + extra, capture_output=True, text=True, env={**os.environ, **CHILD_ENV})
+    if proc.returncode != 0:
+        raise SystemExit(f"child {' '.join(extra)} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--hidden", type=int, default=512)
+    ap.add_argument("--layers", type=int, default=8)
+    ap.add_argument("--heads", type=int, default=8)
+    ap.add_argument("--kv-heads", type=int, default=0)
+    ap.add_argument("--vocab", type=int, default=32000)
+    ap.add_argument("--text-tokens", type=int, default=40)
+    ap.add_argument("--new-tokens", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--image-token-counts", default="576,2880")
+    ap.add_argument("--modes", default="plain,loop,tap,eager")
+    ap.add_argument("--json-out", help="also write all measurements as JSON here")
+    ap.add_argument("--image-tokens", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--memory-mode", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.image_tokens is not None:
+        print(json.dumps(child_memory(args) if args.memory_mode else child_timing(args)))
+        return
+
+    modes = args.modes.split(",")
+    results = {}
+    for n_img in [int(x) for x in args.image_token_counts.split(",")]:
+        res = _child(args, ["--image-tokens", str(n_img)])
+        if args.device.startswith("cuda"):
+            res["memory"] = {
+                m: {"peak": res["cuda_peak"][m], "work": res["cuda_peak"][m + ":work"]} for m in modes
+            }
+        else:
+            res["memory"] = {
+                m: _child(args, ["--image-tokens", str(n_img), "--memory-mode", m]) for m in modes
+            }
+        results[n_img] = res
+        print(f"  done: {n_img} image tokens", file=sys.stderr, flush=True)
+
+    print(
+        f"\nrandom-weight LLaVA: hidden {args.hidden}, {args.layers} layers, {args.heads} heads, "
+        f"{args.dtype} on {args.device}; {args.new_tokens} new tokens, median of {args.repeats} rounds"
+    )
+    print(
+        f"{'image tokens':>12} {'mode':>7} {'ms/token':>9} {'x plain':>8} {'passes/tok':>10} {'peak MiB':>9} "
+        f"{'x plain':>8} {'work MiB':>9} {'x plain':>8}"
+    )
+    for n_img, res in results.items():
+        t, mem = res["per_token_s"], res["memory"]
+        for m in modes:
+            work_ratio = mem[m]["work"] / mem["plain"]["work"] if mem["plain"]["work"] else float("nan")
+            print(
+                f"{n_img:>12} {m:>7} {t[m] * 1e3:>9.2f} {t[m] / t['plain']:>8.2f} "
+                f"{res['passes_per_token'][m]:>10.2f} {mem[m]['peak'] / 2**20:>9.0f} "
+                f"{mem[m]['peak'] / mem['plain']['peak']:>8.2f} {mem[m]['work'] / 2**20:>9.0f} "
+                f"{work_ratio:>8.2f}"
+            )
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump({"args": vars(args), "results": results}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""The ``seesay`` command line: ``seesay ask --model M --image IMG --question Q --method base``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from .errors import SeesayError
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Make vision-language models say what they see."
+)
+err_console = Console(stderr=True)
+out_console = Console()
+
+DEFAULT_MODEL = "tiny-random:llava"
+
+
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """``["rho=0.2", "target=output"]`` -> ``{"rho": 0.2, "target": "output"}`` (JSON, else str)."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise SeesayError(f"option {pair!r} is not KEY=VALUE")
+        try:
+            options[key.strip().replace("-", "_")] = json.loads(raw)
+        except json.JSONDecodeError:
+            options[key.strip().replace("-", "_")] = raw
+    return options
+
+
+@app.command()
+def ask(
+    image: Annotated[
+        list[Path], typer.Option("--image", "-i", help="Image file (repeat for several images).")
+    ],
+    question: Annotated[str, typer.Option("--question", "-q", help="The question to answer.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Model path or hub id.")] = DEFAULT_MODEL,
+    method: Annotated[str, typer.Option(help="Decoding method: base, ...")] = "base",
+    option: Annotated[list[str] | None, typer.Option("--set", "-s", help="Method option KEY=VALUE.")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Maximum number of new tokens.")] = 32,
+    do_sample: Annotated[bool, typer.Option(help="Sample instead of greedy decoding.")] = False,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 1.0,
+    repetition_penalty: Annotated[float, typer.Option(help="Repetition penalty (1 = off).")] = 1.0,
+    seed: Annotated[int | None, typer.Option(help="Sampling seed.")] = None,
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
+    device: Annotated[str | None, typer.Option(help="Device, e.g. cpu or cuda:0.")] = None,
+    trust_remote_code: Annotated[bool, typer.Option(help="Allow the model's own remote code.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")] = False,
+) -> None:
+    """Answer a question about an image with the chosen decoding method."""
+    from .api import ask as ask_fn
+    from .decoding import GenerationSettings
+    from .loading import load_model
+
+    options = parse_options(option or [])
+    settings = GenerationSettings(
+        max_new_tokens=max_new_tokens,
+        do_sample=do_sample,
+        temperature=temperature,
+        top_p=top_p,
+        repetition_penalty=repetition_penalty,
+        seed=seed,
+    )
+    loaded = load_model(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+    answer = ask_fn(loaded, [str(p) for p in image], question, method=method, settings=settings, **options)
+    if as_json:
+        payload = {
+            "model": model,
+            "method": answer.method,
+            "question": question,
+            "answer": answer.text,
+            "token_ids": answer.token_ids,
+            "config": answer.config,
+        }
+        out_console.print_json(json.dumps(payload))
+        return
+    if loaded.info.get("random_weights"):
+        err_console.print(f"[yellow]note:[/] {model} has random weights: its answer is noise (a smoke test)")
+    out_console.print(f"[bold]{method}[/] ({loaded.family}): {answer.text}")
+
+
+@app.command()
+def version() -> None:
+    """Print the seesay version."""
+    from . import __version__
+
+    out_console.print(__version__)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; a :class:`SeesayError` becomes a one-line message and exit code 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except SeesayError as err:
+        err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+        return 2
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        return 1
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""A batched KV-cache decode loop with one per-step hook, the engine every method runs on.
+
+Per step t the loop runs one forward pass of the new token(s) (the whole prompt at t = 0), reads the
+final-layer logits of the last position (``logits_to_keep=1``), lets a hook turn that step's state
+(logits, tapped attention rows, captured hidden states) into next-token scores, applies the logits
+processors, and picks the next token (argmax, or a sample). Left-padded batches follow ``generate()``:
+positions from the attention mask, finished rows receive the pad token. Without a hook, greedy output
+equals ``model.generate(do_sample=False)`` token for token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from transformers import (
+    LogitsProcessorList,
+    NoRepeatNGramLogitsProcessor,
+    RepetitionPenaltyLogitsProcessor,
+    StoppingCriteriaList,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from .adapters.base import ModelAdapter
+from .errors import ConfigError
+from .lens import HiddenCapture, capture_hidden
+from .tap import AttentionTap, attention_tap
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Decoding settings (the usual ``generate()`` ones).
+
+    Defaults: greedy, 32 new tokens, no penalties (our choice: short VQA answers; benchmarks override).
+    """
+
+    max_new_tokens: int = 32
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
+    eos_token_id: int | list[int] | None = None
+    pad_token_id: int | None = None
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature <= 0:
+            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0 or self.no_repeat_ngram_size < 0:
+            raise ConfigError("top_k and no_repeat_ngram_size must be >= 0")
+        if self.repetition_penalty <= 0:
+            raise ConfigError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+
+    def logits_processors(self) -> LogitsProcessorList:
+        """The standard processors in ``generate()``'s order (penalties, then sampling warpers)."""
+        procs = LogitsProcessorList()
+        if self.repetition_penalty != 1.0:
+            procs.append(RepetitionPenaltyLogitsProcessor(self.repetition_penalty))
+        if self.no_repeat_ngram_size > 0:
+            procs.append(NoRepeatNGramLogitsProcessor(self.no_repeat_ngram_size))
+        if self.do_sample:
+            if self.temperature != 1.0:
+                procs.append(TemperatureLogitsWarper(self.temperature))
+            if self.top_k > 0:
+                procs.append(TopKLogitsWarper(self.top_k))
+            if self.top_p < 1.0:
+                procs.append(TopPLogitsWarper(self.top_p))
+        return procs
+
+
+@dataclass
+class StepState:
+    """What a hook sees at one decoding step (step 0 = the prefill pass)."""
+
+    step: int
+    input_ids: torch.Tensor  # [B, T] prompt (left padded) + tokens so far
+    attention_mask: torch.Tensor  # [B, T]
+    logits: torch.Tensor  # [B, V] final-layer logits of the last position, float32
+    unfinished: torch.Tensor  # [B] bool
+    adapter: ModelAdapter
+    tap: AttentionTap | None = None
+    hidden: HiddenCapture | None = None
+
+
+class StepHook(Protocol):
+    """Turns a step's state into next-token scores [B, V] (before the logits processors)."""
+
+    def __call__(self, state: StepState) -> torch.Tensor: ...
+
+
+@dataclass
+class DecodeOutput:
+    """Result of :func:`decode`. ``sequences`` = prompt + new tokens; ``trace`` holds what hooks logged."""
+
+    sequences: torch.Tensor
+    prompt_length: int
+    forward_passes: int
+    trace: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def new_tokens(self) -> torch.Tensor:
+        return self.sequences[:, self.prompt_length :]
+
+
+def _eos_ids(settings: GenerationSettings, model: torch.nn.Module) -> list[int]:
+    eos = settings.eos_token_id
+    if eos is None:
+        eos = getattr(model.generation_config, "eos_token_id", None)
+    if eos is None:
+        return []
+    return [int(e) for e in (eos if isinstance(eos, list | tuple) else [eos])]
+
+
+def _pad_id(settings: GenerationSettings, model: torch.nn.Module, eos: list[int]) -> int:
+    pad = settings.pad_token_id
+    if pad is None:
+        pad = getattr(model.generation_config, "pad_token_id", None)
+    if pad is None:
+        pad = eos[0] if eos else 0
+    return int(pad)
+
+
+@torch.no_grad()
+def decode(
+    model: torch.nn.Module,
+    inputs: Mapping[str, torch.Tensor],
+    *,
+    adapter: ModelAdapter,
+    settings: GenerationSettings | None = None,
+    hook: StepHook | None = None,
+    tap: AttentionTap | None = None,
+    hidden_layers: Iterable[int] = (),
+    logits_processor: LogitsProcessorList | None = None,
+    stopping_criteria: StoppingCriteriaList | None = None,
+) -> DecodeOutput:
+    """Generate from processor outputs ``inputs`` with an optional per-step ``hook``.
+
+    ``tap`` is installed on the language model for the whole loop; ``hidden_layers`` are captured at the
+    last position of every pass. The hook returns next-token scores; without one the final logits are used.
+    """
+    settings = settings or GenerationSettings()
+    inputs = dict(inputs)
+    if "input_ids" not in inputs:
+        raise ConfigError("decode() needs input_ids (use seesay.build_inputs or the model's processor)")
+    input_ids = inputs.pop("input_ids")
+    attention_mask = inputs.pop("attention_mask", None)
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    device = adapter.lm_head.weight.device
+    eos = _eos_ids(settings, model)
+    pad = _pad_id(settings, model, eos)
+    eos_tensor = torch.tensor(eos, device=input_ids.device, dtype=input_ids.dtype)
+    procs = LogitsProcessorList(settings.logits_processors())
+    if logits_processor:
+        procs.extend(logits_processor)
+    generator = None
+    if settings.do_sample and settings.seed is not None:
+        generator = torch.Generator(device=device).manual_seed(settings.seed)
+
+    prompt_length = input_ids.shape[1]
+    unfinished = torch.ones(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+    state_extra: dict[str, Any] = {}
+    trace: list[dict[str, Any]] = []
+    passes = 0
+
+    with contextlib.ExitStack() as stack:
+        active_tap = stack.enter_context(attention_tap(model, tap)) if tap is not None else None
+        hidden_layers = tuple(hidden_layers)
+        capture = stack.enter_context(capture_hidden(adapter, hidden_layers)) if hidden_layers else None
+
+        step_inputs = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            **inputs,
+            **adapter.position_inputs(
+                {"input_ids": input_ids, "attention_mask": attention_mask, **inputs}, state_extra
+            ),
+        }
+        past = None
+        for step in range(settings.max_new_tokens):
+            if active_tap is not None:
+                active_tap.new_pass()
+                active_tap.seq_len = attention_mask.shape[1]
+            out = model(
+                **step_inputs, past_key_values=past, use_cache=True, logits_to_keep=1, return_dict=True
+            )
+            passes += 1
+            past = out.past_key_values
+            logits = out.logits[:, -1].to(dtype=torch.float32, copy=True)
+            scores = logits
+            if hook is not None:
+                state = StepState(
+                    step=step,
+                    input_ids=input_ids,
+                    attention_mask=attention_mask,
+                    logits=logits,
+                    unfinished=unfinished,
+                    adapter=adapter,
+                    tap=active_tap,
+                    hidden=capture,
+                )
+                scores = hook(state)
+                info = getattr(hook, "last_trace", None)
+                if info is not None:
+                    trace.append(info)
+            scores = procs(input_ids, scores)
+            if settings.do_sample:
+                probs = torch.softmax(scores, dim=-1)
+                next_tokens = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+            else:
+                next_tokens = scores.argmax(dim=-1)
+            next_tokens = torch.where(unfinished, next_tokens.to(input_ids.device), pad)
+            input_ids = torch.cat([input_ids, next_tokens[:, None]], dim=-1)
+            attention_mask = torch.cat(
+                [attention_mask, attention_mask.new_ones((attention_mask.shape[0], 1))], -1
+            )
+            if eos:
+                unfinished = unfinished & ~torch.isin(next_tokens, eos_tensor)
+            if stopping_criteria is not None:
+                unfinished = unfinished & ~stopping_criteria(input_ids, scores).to(unfinished.device)
+            if not bool(unfinished.any()) or step == settings.max_new_tokens - 1:
+                break
+            step_inputs = {
+                "input_ids": next_tokens[:, None],
+                "attention_mask": attention_mask,
+                **adapter.next_position_inputs(attention_mask, state_extra),
+            }
+    return DecodeOutput(sequences=input_ids, prompt_length=prompt_length, forward_passes=passes, trace=trace)

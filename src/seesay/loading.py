@@ -1,0 +1,237 @@
+"""Load a model, its processor and adapter; turn images + questions into model inputs.
+
+``load_model`` never runs remote code unless asked (``trust_remote_code=False``) and fails fast with a
+one-line :class:`~seesay.errors.SeesayError` for a missing path, an unsupported architecture or a config
+without an image token. ``build_inputs`` applies the model's chat template, left-pads the batch and keeps
+each image's original size (needed to map image tokens back to pixels).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from .adapters import SUPPORTED_ARCHITECTURES, ModelAdapter, adapter_class_for, get_adapter
+from .errors import ImageError, ModelLoadError, SeesayError, UnsupportedModelError
+
+TINY_RANDOM_PREFIX = "tiny-random:"
+
+ImageLike = Image.Image | str | os.PathLike
+
+
+@dataclass
+class LoadedModel:
+    """A model with its processor and adapter, ready for :func:`build_inputs` and the methods."""
+
+    model: torch.nn.Module
+    processor: Any
+    adapter: ModelAdapter
+    name: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def family(self) -> str:
+        return self.adapter.family
+
+    @property
+    def device(self) -> torch.device:
+        return self.adapter.lm_head.weight.device
+
+
+def _resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str:
+    if dtype is None or dtype == "auto":
+        return "auto"
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    names = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+    }
+    if dtype not in names:
+        raise SeesayError(f"unknown dtype {dtype!r}; use one of auto, {', '.join(names)}")
+    return names[dtype]
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
+
+
+def _looks_like_path(name: str) -> bool:
+    """Local paths start with ./ / ~, have several separators, or exist; ``org/name`` is a hub id."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or Path(name).exists()
+
+
+def load_model(
+    name_or_path: str | os.PathLike,
+    *,
+    dtype: str | torch.dtype | None = "auto",
+    device_map: str | dict | None = None,
+    device: str | torch.device | None = None,
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+) -> LoadedModel:
+    """Load a supported VLM from a local path or hub id (or ``tiny-random:<family>``, built offline).
+
+    Returns model (eval mode, sdpa attention), processor and adapter.
+    """
+    name = str(name_or_path)
+    if name.startswith(TINY_RANDOM_PREFIX):
+        from .testing.tiny import FAMILIES, build_tiny_vlm
+
+        family = name[len(TINY_RANDOM_PREFIX) :]
+        if family not in FAMILIES:
+            raise ModelLoadError(f"unknown tiny-random family {family!r}; choose from {', '.join(FAMILIES)}")
+        tiny = build_tiny_vlm(family)
+        model = tiny.model if device is None else tiny.model.to(device)
+        return LoadedModel(
+            model,
+            tiny.processor,
+            get_adapter(model, tiny.processor),
+            name=name,
+            info={"random_weights": True},
+        )
+
+    path = Path(name).expanduser()
+    if _looks_like_path(name) and not path.exists():
+        raise ModelLoadError(f"model path not found: {name}")
+    if path.is_dir() and not (path / "config.json").exists():
+        raise ModelLoadError(f"{name} has no config.json: not a saved transformers model")
+
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    from .processing import load_processor
+
+    source = str(path) if path.exists() else name
+    try:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code, revision=revision)
+    except OSError as err:
+        raise ModelLoadError(f"cannot load {name}: {_one_line(err)}") from err
+    except Exception as err:  # config validation errors come in several types
+        if "trust_remote_code" in str(err):
+            raise ModelLoadError(
+                f"{name} needs remote code; pass trust_remote_code=True if you trust it"
+            ) from err
+        raise ModelLoadError(f"invalid config in {name}: {_one_line(err)}") from err
+    archs = list(getattr(config, "architectures", None) or [])
+    if archs and not any(a in SUPPORTED_ARCHITECTURES for a in archs):
+        raise UnsupportedModelError(
+            f"unsupported model class {archs[0]}; supported: {', '.join(SUPPORTED_ARCHITECTURES)}"
+        )
+    kwargs: dict[str, Any] = {"dtype": _resolve_dtype(dtype), "trust_remote_code": trust_remote_code}
+    if revision:
+        kwargs["revision"] = revision
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(source, config=config, **kwargs).eval()
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(f"cannot load the weights of {name}: {_one_line(err)}") from err
+    adapter_class_for(model)  # unsupported classes fail here, before the processor is loaded
+    if device is not None and device_map is None:
+        model = model.to(device)
+    processor = load_processor(source, trust_remote_code=trust_remote_code)
+    return LoadedModel(
+        model,
+        processor,
+        get_adapter(model, processor),
+        name=name,
+        info={"revision": revision, "dtype": str(model.dtype)},
+    )
+
+
+def load_image(image: ImageLike) -> Image.Image:
+    """An RGB PIL image from a PIL image or a file path; :class:`ImageError` names what is wrong."""
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    path = Path(image)
+    if not path.exists():
+        raise ImageError(f"image file not found: {path}")
+    if path.is_dir():
+        raise ImageError(f"image path is a directory, not an image file: {path}")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ImageError(f"cannot decode image {path}: {err}") from err
+
+
+@dataclass
+class PreparedBatch:
+    """Model inputs for a batch plus what the methods need beside them."""
+
+    inputs: dict[str, torch.Tensor]
+    prompts: list[str]
+    images: list[list[Image.Image]]
+
+    @property
+    def original_sizes(self) -> list[list[tuple[int, int]]]:
+        """Per sample, per image: (width, height) of the original image."""
+        return [[img.size for img in imgs] for imgs in self.images]
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+
+def build_prompt(processor: Any, question: str, num_images: int = 1) -> str:
+    """The model's chat-template prompt for ``num_images`` images followed by ``question``."""
+    template = getattr(processor, "chat_template", None)
+    if not template:
+        raise SeesayError(
+            f"{type(processor).__name__} has no chat template: "
+            "pass prompts with the image placeholder yourself"
+        )
+    content: list[dict[str, str]] = [{"type": "image"} for _ in range(num_images)]
+    content.append({"type": "text", "text": question})
+    messages = [{"role": "user", "content": content}]
+    return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+def build_inputs(
+    loaded: LoadedModel,
+    images: Sequence[ImageLike] | Sequence[Sequence[ImageLike]],
+    questions: Sequence[str] | str,
+    *,
+    prompts: Sequence[str] | None = None,
+) -> PreparedBatch:
+    """Left-padded model inputs for one image (or a list of images) per question.
+
+    ``prompts`` replaces the chat template with ready prompts containing the image placeholder.
+    """
+    if isinstance(questions, str):
+        questions = [questions]
+    per_sample: list[list[Image.Image]] = []
+    if len(images) != len(questions):
+        raise SeesayError(f"got {len(images)} images for {len(questions)} questions")
+    for item in images:
+        group = item if isinstance(item, list | tuple) else [item]
+        per_sample.append([load_image(x) for x in group])
+    processor = loaded.processor
+    if prompts is None:
+        prompts = [
+            build_prompt(processor, q, len(imgs)) for q, imgs in zip(questions, per_sample, strict=True)
+        ]
+    tokenizer = getattr(processor, "tokenizer", processor)
+    previous_side = getattr(tokenizer, "padding_side", "left")
+    tokenizer.padding_side = "left"
+    try:
+        batch = processor(images=per_sample, text=list(prompts), return_tensors="pt", padding=True)
+    finally:
+        tokenizer.padding_side = previous_side
+    inputs = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
+    loaded.adapter.check_image_tokens(inputs["input_ids"])
+    device = loaded.device
+    inputs = {k: v.to(device) for k, v in inputs.items()}
+    if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
+        inputs["pixel_values"] = inputs["pixel_values"].to(loaded.model.dtype)
+    return PreparedBatch(inputs=inputs, prompts=list(prompts), images=per_sample)

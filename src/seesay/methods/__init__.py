@@ -1,0 +1,20 @@
+"""Decoding methods on the seesay engine, by name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ConfigError
+from .base import BaseMethod, Method
+
+METHODS: dict[str, type[Method]] = {"base": BaseMethod}
+
+
+def get_method(name: str, **overrides: Any) -> Method:
+    """The method called ``name`` with its config fields overridden by ``overrides``."""
+    if name not in METHODS:
+        raise ConfigError(f"unknown method {name!r}; available: {', '.join(sorted(METHODS))}")
+    return METHODS[name].from_overrides(**overrides)
+
+
+__all__ = ["METHODS", "BaseMethod", "Method", "get_method"]

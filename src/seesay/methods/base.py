@@ -1,0 +1,60 @@
+"""The method interface and ``base``: plain decoding on the engine (equals ``generate()``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ..decoding import DecodeOutput, GenerationSettings, decode
+from ..errors import ConfigError
+from ..loading import LoadedModel, PreparedBatch
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """Base class of method configs: validated dataclasses whose fields are the method's knobs."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class Method:
+    """A decoding method: ``generate(loaded, batch, settings)`` -> :class:`DecodeOutput`."""
+
+    name: ClassVar[str] = "method"
+    config_class: ClassVar[type[MethodConfig]] = MethodConfig
+
+    def __init__(self, config: MethodConfig | None = None):
+        self.config = config if config is not None else self.config_class()
+
+    @classmethod
+    def from_overrides(cls, **overrides: Any) -> Method:
+        fields = {f.name for f in dataclasses.fields(cls.config_class)}
+        unknown = sorted(set(overrides) - fields)
+        if unknown:
+            known = ", ".join(sorted(fields)) or "none"
+            raise ConfigError(f"method {cls.name!r} has no option(s) {', '.join(unknown)}; options: {known}")
+        return cls(cls.config_class(**overrides))
+
+    def generate(
+        self, loaded: LoadedModel, batch: PreparedBatch, settings: GenerationSettings
+    ) -> DecodeOutput:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class BaseConfig(MethodConfig):
+    """``base`` has no knobs: it is the model's own greedy / sampled decoding."""
+
+
+class BaseMethod(Method):
+    """Plain decoding through the engine's loop, token for token what ``generate()`` gives."""
+
+    name: ClassVar[str] = "base"
+    config_class: ClassVar[type[MethodConfig]] = BaseConfig
+
+    def generate(
+        self, loaded: LoadedModel, batch: PreparedBatch, settings: GenerationSettings
+    ) -> DecodeOutput:
+        return decode(loaded.model, batch.inputs, adapter=loaded.adapter, settings=settings)

@@ -1,0 +1,324 @@
+"""The attention tap: read and change attention rows of chosen query positions on top of sdpa.
+
+A custom attention function is registered under the name ``"seesay_tap"`` with transformers'
+``AttentionInterface`` and, crucially, with ``AttentionMaskInterface`` (otherwise the function would
+receive ``attention_mask=None``: no causal and no padding mask). :func:`attention_tap` switches only the
+language model to it and restores the previous implementation on exit.
+
+Inside the function every query row is computed by ``sdpa_attention_forward``, unchanged. For the rows
+the tap asks for (by default the last position of each sample, which is the row whose next-token logits
+are read, at prefill and at every cached decode step) the scores are additionally computed explicitly:
+
+    s_h = (q_h K_h^T) * scale + mask          (pre-softmax, GQA: K_h = K_{h // groups})
+    p_h = softmax(s_h)                         (post-softmax attention row over the keys)
+
+which costs O(heads x keys) per layer and row, never O(tokens^2). From these the tap can
+
+* record ``p`` per head or reduced over heads (``record="heads" | "mean"``),
+* record each head's score norm ``||s_h||_2`` over the allowed keys (or over a key subset),
+* rescale chosen heads of chosen samples: ``target="scores"`` recomputes the row as
+  ``softmax(gamma_h * s_h) V_h``; ``target="output"`` multiplies the head's output row by ``gamma_h``.
+  Heads with ``gamma_h == 1`` keep the sdpa output bit for bit.
+
+Recorded rows are the unmodified softmax of the pass. Key index ``j`` of a record corresponds to the
+absolute (padded) sequence position ``key_offset + j`` (non-zero only in sliding-window caches).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+
+from .errors import ConfigError
+
+TAP_ATTENTION = "seesay_tap"
+
+RowSelection = Literal["last", "all"]
+RecordMode = Literal["heads", "mean", "none"]
+ScaleTarget = Literal["scores", "output"]
+
+
+@dataclass
+class LayerScores:
+    """Explicit pre-softmax scores of the tapped rows of one layer, handed to a head scaler.
+
+    ``scores``: [B, H, R, K] float32, masked keys set to the dtype minimum; ``allowed``: [B, 1|H, R, K]
+    bool, or None when every key is allowed (the usual case at a cached decode step without padding).
+    """
+
+    layer: int
+    scores: torch.Tensor
+    allowed: torch.Tensor | None
+    key_offset: int
+
+    def norms(self, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-head L2 norm of the allowed scores, [B, H, R]; ``key_mask`` [B, K] restricts the keys."""
+        keep = self.allowed
+        if key_mask is not None:
+            subset = key_mask[:, None, None, :]
+            keep = subset if keep is None else keep & subset
+        if keep is None:
+            return self.scores.norm(dim=-1)
+        return torch.where(keep, self.scores, 0.0).norm(dim=-1)
+
+
+@dataclass
+class TapRecord:
+    """What one layer recorded in one forward pass.
+
+    ``probs``: [B, H, R, K] (record="heads") or [B, 1, R, K] (record="mean"), float32, or None;
+    ``score_norms``: [B, H, R] or None; ``key_offset``: absolute position of key 0;
+    ``head_scale``: the [B, H] multipliers applied in this pass, or None.
+    """
+
+    probs: torch.Tensor | None
+    score_norms: torch.Tensor | None
+    key_offset: int
+    head_scale: torch.Tensor | None = None
+
+
+HeadScaler = Callable[[LayerScores], torch.Tensor | None]
+
+
+@dataclass
+class AttentionTap:
+    """What to read and change in the language model's attention.
+
+    Args:
+        layers: decoder layers to tap (None: all).
+        rows: ``"last"`` (the row whose logits are read) or ``"all"`` (every row; O(tokens^2), for tests).
+        record: keep post-softmax rows per head (``"heads"``), averaged over heads (``"mean"``) or not.
+        record_score_norms: keep ``||s_h||_2`` per head.
+        score_norm_keys: optional [B, T] bool mask over absolute key positions for the norms
+            (e.g. image keys).
+        head_scale: per-layer [B, H] (or [H]) multipliers, or a callable ``LayerScores -> [B, H] | None``
+            deciding in the same pass (e.g. from the layer's own scores).
+        target: what a multiplier scales: the head's pre-softmax ``"scores"`` or its ``"output"`` row.
+        keep_history: append each pass's records to :attr:`history` instead of only keeping the latest.
+        exact: also run sdpa for a decode step's single row and keep its output bit for bit. By default that
+            row's output is computed from the explicit probabilities (``p V``, float32 softmax), so attention
+            is not computed twice; the difference to sdpa is float rounding (<= 1e-6 in fp32).
+
+    ``seq_len`` (set by the decode loop before each pass) is the padded sequence length so far; it maps
+    key indices of sliding-window caches, which hold fewer keys than positions, to absolute positions.
+    """
+
+    layers: Iterable[int] | None = None
+    rows: RowSelection = "last"
+    record: RecordMode = "heads"
+    record_score_norms: bool = False
+    score_norm_keys: torch.Tensor | None = None
+    head_scale: Mapping[int, torch.Tensor] | HeadScaler | None = None
+    target: ScaleTarget = "scores"
+    keep_history: bool = False
+    exact: bool = False
+    records: dict[int, TapRecord] = field(default_factory=dict, init=False)
+    history: list[dict[int, TapRecord]] = field(default_factory=list, init=False)
+    seq_len: int | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        if self.rows not in ("last", "all"):
+            raise ConfigError(f"AttentionTap.rows must be 'last' or 'all', got {self.rows!r}")
+        if self.record not in ("heads", "mean", "none"):
+            raise ConfigError(f"AttentionTap.record must be 'heads', 'mean' or 'none', got {self.record!r}")
+        if self.target not in ("scores", "output"):
+            raise ConfigError(f"AttentionTap.target must be 'scores' or 'output', got {self.target!r}")
+        self._layer_set = None if self.layers is None else frozenset(int(i) for i in self.layers)
+
+    def wants(self, layer: int) -> bool:
+        return self._layer_set is None or layer in self._layer_set
+
+    def new_pass(self) -> None:
+        """Start a new forward pass: move the latest records to history (if kept) and clear them."""
+        if self.keep_history and self.records:
+            self.history.append(self.records)
+        self.records = {}
+
+    def _scale_for(self, layer_scores: LayerScores) -> torch.Tensor | None:
+        if self.head_scale is None:
+            return None
+        if callable(self.head_scale):
+            return self.head_scale(layer_scores)
+        return self.head_scale.get(layer_scores.layer)
+
+
+_ACTIVE_TAP: contextvars.ContextVar[AttentionTap | None] = contextvars.ContextVar("seesay_tap", default=None)
+
+
+def _allowed_keys(
+    attention_mask: torch.Tensor | None,
+    q_len: int,
+    k_len: int,
+    rows: slice,
+    is_causal: bool,
+    device: torch.device,
+) -> torch.Tensor | None:
+    """Bool [B|1, 1|H, R, K] of the keys each tapped row may attend to (sdpa's conventions); None: all."""
+    if attention_mask is None:
+        if not is_causal or q_len == 1:
+            return None
+        # sdpa with mask None and q_len > 1 is causal aligned top-left (and crops keys beyond q_len).
+        row_idx = torch.arange(q_len, device=device)[rows]
+        return (torch.arange(k_len, device=device)[None, :] <= row_idx[:, None])[None, None]
+    mask = attention_mask[:, :, rows, :k_len]
+    if mask.dtype == torch.bool:
+        return mask
+    return mask > torch.finfo(mask.dtype).min / 2
+
+
+def _grouped_scores(query_rows: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+    """(q K^T) for [B, H, R, D] queries against [B, H_kv, K, D] keys without repeating the keys."""
+    b, h, r, d = query_rows.shape
+    h_kv = key.shape[1]
+    q = query_rows.reshape(b, h_kv, (h // h_kv) * r, d)
+    return (q @ key.transpose(-1, -2)).reshape(b, h, r, key.shape[2])
+
+
+def _grouped_values(probs: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """probs [B, H, R, K] @ value [B, H_kv, K, D] -> [B, H, R, D] without repeating the values."""
+    b, h, r, k = probs.shape
+    h_kv = value.shape[1]
+    out = probs.reshape(b, h_kv, (h // h_kv) * r, k) @ value
+    return out.reshape(b, h, r, value.shape[-1])
+
+
+def _tap_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, None]:
+    """Attention function registered as ``seesay_tap``: sdpa for everything, explicit math for tapped rows."""
+    tap = _ACTIVE_TAP.get()
+    layer = getattr(module, "layer_idx", None)
+    if tap is None or layer is None or not tap.wants(layer):
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
+        )
+    out = None
+    if query.shape[2] != 1 or tap.exact:
+        out, _ = sdpa_attention_forward(
+            module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
+        )
+
+    q_len, k_len = query.shape[2], key.shape[2]
+    rows = slice(None) if tap.rows == "all" else slice(q_len - 1, q_len)
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    is_causal = kwargs.get("is_causal")
+    is_causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
+
+    # As eager attention: q K^T in the model's dtype, everything after it in float32.
+    scores = _grouped_scores(query[:, :, rows], key).float().mul_(scale)
+    allowed = _allowed_keys(attention_mask, q_len, k_len, rows, is_causal, query.device)
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+    key_offset = max(0, (tap.seq_len or k_len) - k_len)
+    layer_scores = LayerScores(layer=layer, scores=scores, allowed=allowed, key_offset=key_offset)
+
+    probs = None
+    p = torch.softmax(scores, dim=-1) if (tap.record != "none" or out is None) else None
+    if out is None:  # a decode step's only row: its output from the explicit row, sdpa is not run twice
+        out = _grouped_values(p.to(value.dtype), value).transpose(1, 2).contiguous()
+    if tap.record != "none":
+        probs = p if tap.record == "heads" else p.mean(dim=1, keepdim=True)
+    norms = None
+    if tap.record_score_norms:
+        key_mask = None
+        if tap.score_norm_keys is not None:
+            key_mask = tap.score_norm_keys[:, key_offset : key_offset + k_len].to(query.device)
+            if key_mask.shape[1] < k_len:  # keys generated after the mask was made are not in the subset
+                key_mask = torch.nn.functional.pad(key_mask, (0, k_len - key_mask.shape[1]), value=False)
+        norms = layer_scores.norms(key_mask)
+
+    gamma = tap._scale_for(layer_scores)
+    if gamma is not None:
+        gamma = gamma.to(device=query.device, dtype=torch.float32)
+        if gamma.dim() == 1:
+            gamma = gamma.expand(query.shape[0], -1)
+        out = _apply_head_scale(out, scores, allowed, gamma, rows, value, tap.target)
+    tap.records[layer] = TapRecord(probs=probs, score_norms=norms, key_offset=key_offset, head_scale=gamma)
+    return out, None
+
+
+def _apply_head_scale(
+    out: torch.Tensor,
+    scores: torch.Tensor,
+    allowed: torch.Tensor | None,
+    gamma: torch.Tensor,
+    rows: slice,
+    value: torch.Tensor,
+    target: ScaleTarget,
+) -> torch.Tensor:
+    """Replace the tapped rows of heads with gamma != 1 in the sdpa output ``out`` [B, q, H, D].
+
+    No host sync: heads with gamma == 1 are selected back from the sdpa output with ``torch.where``.
+    """
+    old = out[:, rows].transpose(1, 2).float()  # [B, H, R, D]
+    g = gamma[:, :, None, None]
+    if target == "output":
+        new = old * g
+    else:
+        scaled = scores * g
+        if allowed is not None:
+            scaled = scaled.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+        new = _grouped_values(torch.softmax(scaled, dim=-1).to(value.dtype), value).float()
+    mixed = torch.where(g != 1.0, new, old).to(out.dtype)
+    out = out.clone()
+    out[:, rows] = mixed.transpose(1, 2)
+    return out
+
+
+_REGISTERED = False
+
+
+def register_tap_attention() -> str:
+    """Register the tap with transformers' attention and mask interfaces (idempotent); returns its name."""
+    global _REGISTERED
+    if not _REGISTERED:
+        AttentionInterface.register(TAP_ATTENTION, _tap_attention)
+        AttentionMaskInterface.register(TAP_ATTENTION, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
+        _REGISTERED = True
+    return TAP_ATTENTION
+
+
+def _text_config(model: torch.nn.Module):
+    config = model.config
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
+@contextlib.contextmanager
+def attention_tap(model: torch.nn.Module, tap: AttentionTap | None = None) -> Iterator[AttentionTap]:
+    """Install ``tap`` on the language model of ``model`` for the duration of the block.
+
+    Only the text model is switched (``set_attn_implementation({"text_config": "seesay_tap"})``); the
+    vision tower keeps its implementation. On exit the previous implementation is restored, also on error.
+    """
+    tap = tap if tap is not None else AttentionTap()
+    register_tap_attention()
+    text_config = _text_config(model)
+    previous = text_config._attn_implementation or "sdpa"
+    if text_config is model.config:
+        model.set_attn_implementation(TAP_ATTENTION)
+    else:
+        model.set_attn_implementation({"text_config": TAP_ATTENTION})
+    token = _ACTIVE_TAP.set(tap)
+    try:
+        yield tap
+    finally:
+        _ACTIVE_TAP.reset(token)
+        if text_config is model.config:
+            model.set_attn_implementation(previous)
+        else:
+            model.set_attn_implementation({"text_config": previous})
