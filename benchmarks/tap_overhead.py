@@ -30,7 +30,9 @@ import sys
 import time
 from collections.abc import Callable
 
-CHILD_ENV = {"PYTHONWARNINGS": "ignore", "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_ARENA_MAX": "1"}
+# Memory children only: glibc keeps freed blocks in its arenas, so peak RSS depends on allocation order;
+# serving blocks >= 64 KiB with mmap makes it track live tensors (it also slows allocation: no timing there).
+MEMORY_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_ARENA_MAX": "1"}
 SHARED_ARGS = (
     "device",
     "dtype",
@@ -226,7 +228,8 @@ def _child(args, extra: list[str]) -> dict:
     cmd = [sys.executable, __file__]
     for k in SHARED_ARGS:
         cmd += [f"--{k.replace('_', '-')}", str(getattr(args, k))]
-    proc = subprocess.run(cmd + extra, capture_output=True, text=True, env={**os.environ, **CHILD_ENV})
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", **(MEMORY_ENV if "--memory-mode" in extra else {})}
+    proc = subprocess.run(cmd + extra, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"child {' '.join(extra)} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

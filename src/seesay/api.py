@@ -47,10 +47,7 @@ def ask_batch(
     for i, question in enumerate(questions):
         ids = out.new_tokens[i].tolist()
         text = tokenizer.decode(ids, skip_special_tokens=True).strip()
-        trace = [
-            {k: (v[i] if isinstance(v, list) and len(v) == len(questions) else v) for k, v in t.items()}
-            for t in out.trace
-        ]
+        trace = [step[i] for step in out.trace if i < len(step)]
         answers.append(
             Answer(
                 question=question,

@@ -101,12 +101,15 @@ class StepHook(Protocol):
 
 @dataclass
 class DecodeOutput:
-    """Result of :func:`decode`. ``sequences`` = prompt + new tokens; ``trace`` holds what hooks logged."""
+    """Result of :func:`decode`. ``sequences`` = prompt + new tokens.
+
+    ``trace`` has one entry per step whose hook set ``last_trace`` (a list with one dict per sample).
+    """
 
     sequences: torch.Tensor
     prompt_length: int
     forward_passes: int
-    trace: list[dict[str, Any]] = field(default_factory=list)
+    trace: list[list[dict[str, Any]]] = field(default_factory=list)
 
     @property
     def new_tokens(self) -> torch.Tensor:
@@ -171,7 +174,7 @@ def decode(
     prompt_length = input_ids.shape[1]
     unfinished = torch.ones(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
     state_extra: dict[str, Any] = {}
-    trace: list[dict[str, Any]] = []
+    trace: list[list[dict[str, Any]]] = []
     passes = 0
 
     with contextlib.ExitStack() as stack:
@@ -214,6 +217,7 @@ def decode(
                 info = getattr(hook, "last_trace", None)
                 if info is not None:
                     trace.append(info)
+                    hook.last_trace = None
             scores = procs(input_ids, scores)
             if settings.do_sample:
                 probs = torch.softmax(scores, dim=-1)

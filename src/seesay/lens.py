@@ -89,7 +89,10 @@ class LogitLens:
 
     def __call__(self, hidden: torch.Tensor, layer: int) -> torch.Tensor:
         """Logits [..., V] from the output ``hidden`` [..., d] of decoder layer ``layer``."""
-        last = layer == self.adapter.num_layers - 1
+        return self.readout(hidden, last=layer == self.adapter.num_layers - 1)
+
+    def readout(self, hidden: torch.Tensor, last: bool = False) -> torch.Tensor:
+        """lm_head(norm(hidden)), the norm skipped for an early layer when ``final_norm`` is off."""
         h = self.adapter.final_norm(hidden) if (last or self.final_norm) else hidden
         return self.adapter.logits_from_hidden(h)
 

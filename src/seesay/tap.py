@@ -153,6 +153,27 @@ class AttentionTap:
 _ACTIVE_TAP: contextvars.ContextVar[AttentionTap | None] = contextvars.ContextVar("seesay_tap", default=None)
 
 
+def keys_from_positions(mask: torch.Tensor, key_offset: int, k_len: int) -> torch.Tensor:
+    """An absolute-position mask [B, T] as a layer's key mask [B, K]; positions beyond T are False.
+
+    Key j of a layer is absolute position ``key_offset + j`` (see :class:`TapRecord`).
+    """
+    sub = mask[:, key_offset : key_offset + k_len]
+    if sub.shape[1] < k_len:  # keys generated after the mask was made
+        sub = torch.nn.functional.pad(sub, (0, k_len - sub.shape[1]), value=False)
+    return sub
+
+
+def positions_from_keys(row: torch.Tensor, key_offset: int, length: int) -> torch.Tensor:
+    """A layer's key row [B, K] placed on absolute positions [B, length] (zeros where the layer sees none)."""
+    if key_offset == 0 and row.shape[1] >= length:
+        return row[:, :length]
+    out = row.new_zeros(row.shape[0], length)
+    n = max(0, min(row.shape[1], length - key_offset))
+    out[:, key_offset : key_offset + n] = row[:, :n]
+    return out
+
+
 def _allowed_keys(
     attention_mask: torch.Tensor | None,
     q_len: int,
@@ -237,9 +258,7 @@ def _tap_attention(
     if tap.record_score_norms:
         key_mask = None
         if tap.score_norm_keys is not None:
-            key_mask = tap.score_norm_keys[:, key_offset : key_offset + k_len].to(query.device)
-            if key_mask.shape[1] < k_len:  # keys generated after the mask was made are not in the subset
-                key_mask = torch.nn.functional.pad(key_mask, (0, k_len - key_mask.shape[1]), value=False)
+            key_mask = keys_from_positions(tap.score_norm_keys.to(query.device), key_offset, k_len)
         norms = layer_scores.norms(key_mask)
 
     gamma = tap._scale_for(layer_scores)

@@ -6,8 +6,9 @@ from typing import Any
 
 from ..errors import ConfigError
 from .base import BaseMethod, Method
+from .dualpd import DualPD, DualPDConfig
 
-METHODS: dict[str, type[Method]] = {"base": BaseMethod}
+METHODS: dict[str, type[Method]] = {"base": BaseMethod, "dualpd": DualPD}
 
 
 def get_method(name: str, **overrides: Any) -> Method:
@@ -17,4 +18,4 @@ def get_method(name: str, **overrides: Any) -> Method:
     return METHODS[name].from_overrides(**overrides)
 
 
-__all__ = ["METHODS", "BaseMethod", "Method", "get_method"]
+__all__ = ["METHODS", "BaseMethod", "DualPD", "DualPDConfig", "Method", "get_method"]
