@@ -12,7 +12,8 @@ noise hits all modes alike:
 Ratios are against plain ``generate()`` in the same run.
 
 Modes: plain (sdpa ``generate``), loop (seesay's decode loop, no tap), tap (loop + tap recording every
-layer's last-row attention per head), eager (``generate(output_attentions=True)`` with eager attention).
+layer's last-row attention per head), eager (``generate(output_attentions=True)`` with eager attention),
+and the methods by name with their default configs (dualpd, ...).
 
     python benchmarks/tap_overhead.py                    # CPU defaults (hidden 512, 8 layers, 8 heads)
     python benchmarks/tap_overhead.py --device cuda --dtype bfloat16 --hidden 4096 --layers 32 --heads 32
@@ -110,6 +111,8 @@ def mode_runners(model, inputs) -> dict[str, Callable]:
     """name -> fn(n_new_tokens, logits_processor) returning the number of forward passes it made."""
     from seesay.adapters import get_adapter
     from seesay.decoding import GenerationSettings, decode
+    from seesay.loading import LoadedModel, PreparedBatch
+    from seesay.methods import get_method
     from seesay.tap import AttentionTap
 
     adapter = get_adapter(model)
@@ -145,11 +148,24 @@ def mode_runners(model, inputs) -> dict[str, Callable]:
         )
         return out.forward_passes
 
+    loaded = LoadedModel(model, None, adapter)
+    batch = PreparedBatch(inputs=inputs, prompts=[""], images=[[]])
+
+    def method(name: str) -> Callable:
+        runner = get_method(name)
+
+        def run(n, procs):
+            settings = GenerationSettings(max_new_tokens=n)
+            return runner.generate(loaded, batch, settings, logits_processor=procs).forward_passes
+
+        return run
+
     return {
         "plain": plain,
         "loop": loop,
         "tap": lambda n, procs: loop(n, procs, AttentionTap(record="heads")),
         "eager": eager,
+        "dualpd": method("dualpd"),
     }
 
 
@@ -249,7 +265,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--image-token-counts", default="576,2880")
-    ap.add_argument("--modes", default="plain,loop,tap,eager")
+    ap.add_argument("--modes", default="plain,loop,tap,eager,dualpd")
     ap.add_argument("--json-out", help="also write all measurements as JSON here")
     ap.add_argument("--image-tokens", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--memory-mode", help=argparse.SUPPRESS)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .decoding import GenerationSettings
+from .decoding import GenerationSettings, eos_token_ids
 from .loading import ImageLike, LoadedModel, build_inputs, load_model
 from .methods import Method, get_method
 
@@ -43,9 +43,11 @@ def ask_batch(
     batch = build_inputs(loaded, images, questions)
     out = runner.generate(loaded, batch, settings)
     tokenizer = getattr(loaded.processor, "tokenizer", loaded.processor)
+    eos = set(eos_token_ids(settings, loaded.model))
     answers = []
     for i, question in enumerate(questions):
         ids = out.new_tokens[i].tolist()
+        ids = ids[: next((j + 1 for j, t in enumerate(ids) if t in eos), len(ids))]  # drop pads after EOS
         text = tokenizer.decode(ids, skip_special_tokens=True).strip()
         trace = [step[i] for step in out.trace if i < len(step)]
         answers.append(

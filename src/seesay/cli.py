@@ -54,11 +54,15 @@ def ask(
     device: Annotated[str | None, typer.Option(help="Device, e.g. cpu or cuda:0.")] = None,
     trust_remote_code: Annotated[bool, typer.Option(help="Allow the model's own remote code.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")] = False,
+    trace: Annotated[
+        Path | None, typer.Option(help="Write the method's per-token trace as JSONL here.")
+    ] = None,
 ) -> None:
     """Answer a question about an image with the chosen decoding method."""
     from .api import ask as ask_fn
     from .decoding import GenerationSettings
     from .loading import load_model
+    from .methods import get_method
 
     options = parse_options(option or [])
     settings = GenerationSettings(
@@ -69,8 +73,12 @@ def ask(
         repetition_penalty=repetition_penalty,
         seed=seed,
     )
+    runner = get_method(method, **options)
+    runner.trace = trace is not None
     loaded = load_model(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
-    answer = ask_fn(loaded, [str(p) for p in image], question, method=method, settings=settings, **options)
+    answer = ask_fn(loaded, [str(p) for p in image], question, method=runner, settings=settings)
+    if trace is not None:
+        write_trace(trace, answer)
     if as_json:
         payload = {
             "model": model,
@@ -85,6 +93,14 @@ def ask(
     if loaded.info.get("random_weights"):
         err_console.print(f"[yellow]note:[/] {model} has random weights: its answer is noise (a smoke test)")
     out_console.print(f"[bold]{method}[/] ({loaded.family}): {answer.text}")
+
+
+def write_trace(path: Path, answer) -> None:
+    """One JSON line per generated token: the token and what the method logged at that step."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        for token, step in zip(answer.token_ids, answer.trace, strict=False):
+            f.write(json.dumps({"token_id": token, **step}) + "\n")
 
 
 @app.command()

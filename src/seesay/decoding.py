@@ -81,16 +81,42 @@ class GenerationSettings:
 
 @dataclass
 class StepState:
-    """What a hook sees at one decoding step (step 0 = the prefill pass)."""
+    """What a hook sees at one decoding step (step 0 = the prefill pass).
+
+    ``final_hidden`` is the last position's final-normed hidden state; :attr:`logits` (float32) is
+    ``lm_head(final_hidden)``, computed on first use. :meth:`readout` computes the final logits together
+    with logits of other (already normed) hidden states in ONE lm_head call, which reads the lm_head weights
+    once: at small batch sizes that matmul is memory-bound, so a contrastive method pays for one readout,
+    not two.
+    """
 
     step: int
     input_ids: torch.Tensor  # [B, T] prompt (left padded) + tokens so far
     attention_mask: torch.Tensor  # [B, T]
-    logits: torch.Tensor  # [B, V] final-layer logits of the last position, float32
+    final_hidden: torch.Tensor  # [B, d]
     unfinished: torch.Tensor  # [B] bool
     adapter: ModelAdapter
     tap: AttentionTap | None = None
     hidden: HiddenCapture | None = None
+    _logits: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def logits(self) -> torch.Tensor:
+        """Final-layer next-token logits [B, V], float32."""
+        if self._logits is None:
+            self._logits = self.adapter.logits_from_hidden(self.final_hidden).float()
+        return self._logits
+
+    def readout(self, *normed: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(final logits, logits of each ``normed`` [B, d]) from one lm_head call, all float32."""
+        b = self.final_hidden.shape[0]
+        rows = ([] if self._logits is not None else [self.final_hidden]) + [
+            h.to(self.final_hidden.dtype) for h in normed
+        ]
+        out = self.adapter.logits_from_hidden(torch.cat(rows, dim=0)).float().split(b, dim=0)
+        if self._logits is None:
+            self._logits, out = out[0], out[1:]
+        return (self._logits, *out)
 
 
 class StepHook(Protocol):
@@ -116,7 +142,8 @@ class DecodeOutput:
         return self.sequences[:, self.prompt_length :]
 
 
-def _eos_ids(settings: GenerationSettings, model: torch.nn.Module) -> list[int]:
+def eos_token_ids(settings: GenerationSettings, model: torch.nn.Module) -> list[int]:
+    """The end-of-sequence ids in force: the settings', else the model's generation config."""
     eos = settings.eos_token_id
     if eos is None:
         eos = getattr(model.generation_config, "eos_token_id", None)
@@ -161,7 +188,7 @@ def decode(
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
     device = adapter.lm_head.weight.device
-    eos = _eos_ids(settings, model)
+    eos = eos_token_ids(settings, model)
     pad = _pad_id(settings, model, eos)
     eos_tensor = torch.tensor(eos, device=input_ids.device, dtype=input_ids.dtype)
     procs = LogitsProcessorList(settings.logits_processors())
@@ -195,25 +222,23 @@ def decode(
             if active_tap is not None:
                 active_tap.new_pass()
                 active_tap.seq_len = attention_mask.shape[1]
-            out = model(
-                **step_inputs, past_key_values=past, use_cache=True, logits_to_keep=1, return_dict=True
-            )
+            # The base model, then lm_head on the last position only (what the *ForConditionalGeneration
+            # forward does with logits_to_keep=1), so that a hook can batch its own readouts with it.
+            out = adapter.base_model(**step_inputs, past_key_values=past, use_cache=True, return_dict=True)
             passes += 1
             past = out.past_key_values
-            logits = out.logits[:, -1].to(dtype=torch.float32, copy=True)
-            scores = logits
+            state = StepState(
+                step=step,
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                final_hidden=out.last_hidden_state[:, -1],
+                unfinished=unfinished,
+                adapter=adapter,
+                tap=active_tap,
+                hidden=capture,
+            )
+            scores = state.logits if hook is None else hook(state)  # a hook may batch its own readouts
             if hook is not None:
-                state = StepState(
-                    step=step,
-                    input_ids=input_ids,
-                    attention_mask=attention_mask,
-                    logits=logits,
-                    unfinished=unfinished,
-                    adapter=adapter,
-                    tap=active_tap,
-                    hidden=capture,
-                )
-                scores = hook(state)
                 info = getattr(hook, "last_trace", None)
                 if info is not None:
                     trace.append(info)

@@ -93,8 +93,11 @@ class LogitLens:
 
     def readout(self, hidden: torch.Tensor, last: bool = False) -> torch.Tensor:
         """lm_head(norm(hidden)), the norm skipped for an early layer when ``final_norm`` is off."""
-        h = self.adapter.final_norm(hidden) if (last or self.final_norm) else hidden
-        return self.adapter.logits_from_hidden(h)
+        return self.adapter.logits_from_hidden(self.normalize(hidden, last))
+
+    def normalize(self, hidden: torch.Tensor, last: bool = False) -> torch.Tensor:
+        """What lm_head is applied to: norm(hidden), or hidden for an early layer with ``final_norm`` off."""
+        return self.adapter.final_norm(hidden) if (last or self.final_norm) else hidden
 
     def logits(self, capture: HiddenCapture, layers: Iterable[int] | None = None) -> dict[int, torch.Tensor]:
         """Float32 lens logits for each captured layer (or the ``layers`` given)."""

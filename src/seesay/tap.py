@@ -248,12 +248,6 @@ def _tap_attention(
     key_offset = max(0, (tap.seq_len or k_len) - k_len)
     layer_scores = LayerScores(layer=layer, scores=scores, allowed=allowed, key_offset=key_offset)
 
-    probs = None
-    p = torch.softmax(scores, dim=-1) if (tap.record != "none" or out is None) else None
-    if out is None:  # a decode step's only row: its output from the explicit row, sdpa is not run twice
-        out = _grouped_values(p.to(value.dtype), value).transpose(1, 2).contiguous()
-    if tap.record != "none":
-        probs = p if tap.record == "heads" else p.mean(dim=1, keepdim=True)
     norms = None
     if tap.record_score_norms:
         key_mask = None
@@ -266,9 +260,39 @@ def _tap_attention(
         gamma = gamma.to(device=query.device, dtype=torch.float32)
         if gamma.dim() == 1:
             gamma = gamma.expand(query.shape[0], -1)
+    scale_scores = gamma is not None and tap.target == "scores"
+    p = None
+    if tap.record != "none" or (out is None and not scale_scores):
+        p = torch.softmax(scores, dim=-1)  # the unmodified row: what is recorded
+    if out is None:
+        # A decode step's only row: its output straight from the explicit row (sdpa is not run twice),
+        # with the heads' decay folded in.
+        if scale_scores:
+            out = _rows_output(_scaled_probs(scores, allowed, gamma), value)
+        else:
+            out = _rows_output(p, value)
+            if gamma is not None:
+                out = out * gamma[:, None, :, None].to(out.dtype)
+    elif gamma is not None:
         out = _apply_head_scale(out, scores, allowed, gamma, rows, value, tap.target)
+    probs = None
+    if p is not None and tap.record != "none":
+        probs = p if tap.record == "heads" else p.mean(dim=1, keepdim=True)
     tap.records[layer] = TapRecord(probs=probs, score_norms=norms, key_offset=key_offset, head_scale=gamma)
     return out, None
+
+
+def _rows_output(probs: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """Attention output [B, R, H, D] (sdpa's layout) of probability rows [B, H, R, K]."""
+    return _grouped_values(probs.to(value.dtype), value).transpose(1, 2)
+
+
+def _scaled_probs(scores: torch.Tensor, allowed: torch.Tensor | None, gamma: torch.Tensor) -> torch.Tensor:
+    """softmax(gamma_h * s_h) per head, masked keys kept out."""
+    scaled = scores * gamma[:, :, None, None]
+    if allowed is not None:
+        scaled = scaled.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+    return torch.softmax(scaled, dim=-1)
 
 
 def _apply_head_scale(
@@ -289,10 +313,7 @@ def _apply_head_scale(
     if target == "output":
         new = old * g
     else:
-        scaled = scores * g
-        if allowed is not None:
-            scaled = scaled.masked_fill(~allowed, torch.finfo(scores.dtype).min)
-        new = _grouped_values(torch.softmax(scaled, dim=-1).to(value.dtype), value).float()
+        new = _grouped_values(_scaled_probs(scores, allowed, gamma).to(value.dtype), value).float()
     mixed = torch.where(g != 1.0, new, old).to(out.dtype)
     out = out.clone()
     out[:, rows] = mixed.transpose(1, 2)

@@ -106,6 +106,11 @@ class ModelAdapter:
 
     # ---- structure -------------------------------------------------------------------------------------
     @property
+    def base_model(self) -> torch.nn.Module:
+        """The model without its lm_head (returns ``last_hidden_state``, final-normed)."""
+        return self.model.model
+
+    @property
     def language_model(self) -> torch.nn.Module:
         return self.model.model.language_model
 

@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from transformers import LogitsProcessorList
+
 from ..decoding import DecodeOutput, GenerationSettings, decode
 from ..errors import ConfigError
 from ..loading import LoadedModel, PreparedBatch
@@ -25,8 +27,9 @@ class Method:
     name: ClassVar[str] = "method"
     config_class: ClassVar[type[MethodConfig]] = MethodConfig
 
-    def __init__(self, config: MethodConfig | None = None):
+    def __init__(self, config: MethodConfig | None = None, trace: bool = False):
         self.config = config if config is not None else self.config_class()
+        self.trace = trace  # methods that can explain a step log it in DecodeOutput.trace when set
 
     @classmethod
     def from_overrides(cls, **overrides: Any) -> Method:
@@ -38,7 +41,11 @@ class Method:
         return cls(cls.config_class(**overrides))
 
     def generate(
-        self, loaded: LoadedModel, batch: PreparedBatch, settings: GenerationSettings
+        self,
+        loaded: LoadedModel,
+        batch: PreparedBatch,
+        settings: GenerationSettings,
+        logits_processor: LogitsProcessorList | None = None,
     ) -> DecodeOutput:
         raise NotImplementedError
 
@@ -55,6 +62,16 @@ class BaseMethod(Method):
     config_class: ClassVar[type[MethodConfig]] = BaseConfig
 
     def generate(
-        self, loaded: LoadedModel, batch: PreparedBatch, settings: GenerationSettings
+        self,
+        loaded: LoadedModel,
+        batch: PreparedBatch,
+        settings: GenerationSettings,
+        logits_processor: LogitsProcessorList | None = None,
     ) -> DecodeOutput:
-        return decode(loaded.model, batch.inputs, adapter=loaded.adapter, settings=settings)
+        return decode(
+            loaded.model,
+            batch.inputs,
+            adapter=loaded.adapter,
+            settings=settings,
+            logits_processor=logits_processor,
+        )

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
+from transformers import LogitsProcessorList
 
 from ..contrast import SHIFT_METRICS, relative_top_filter
 from ..decoding import DecodeOutput, GenerationSettings, StepState, decode
@@ -117,7 +118,7 @@ class DualPDConfig(MethodConfig):
         else:
             candidates = tuple(range(1, last))
         low = 1 if self.pair_side == "later" else 0
-        high = last - 1 if self.pair_side == "later" else last - 2
+        high = last - 1  # l_b is never the final layer itself
         bad = [c for c in candidates if not low <= c <= high]
         if self.static_layer is None and (bad or not candidates):
             raise ConfigError(
@@ -144,6 +145,7 @@ class DualPDStep:
         self.candidates, filters = config.resolved(n)
         self.filter_layers = frozenset(filters) if config.filtering else frozenset()
         self.image_keys = image_keys  # [B, T_prompt] bool
+        self._image_weight = image_keys[:, None, :].float()
         self.lens = LogitLens(self.adapter, final_norm=config.final_norm)
         self.trace_enabled = trace
         self.last_trace: list[dict[str, Any]] | None = None
@@ -184,10 +186,13 @@ class DualPDStep:
         for layer in self.shift_layers:
             rec = state.tap.records[layer]
             probs = rec.probs[:, :, -1, :]  # [B, H|1, K]
-            row = probs.mean(1) if self.config.head_reduction == "mean" else probs.amax(1)
+            if probs.shape[1] == 1:  # recorded already reduced (mean over heads)
+                row = probs[:, 0]
+            else:
+                row = probs.mean(1) if self.config.head_reduction == "mean" else probs.amax(1)
             row = positions_from_keys(row, rec.key_offset, t_prompt)
             rows.append(row)
-        dist = torch.stack(rows, dim=1) * self.image_keys[:, None, :]
+        dist = torch.stack(rows, dim=1) * self._image_weight
         if self.config.renormalize:
             dist = dist / dist.sum(-1, keepdim=True).clamp_min(1e-12)
         return dist
@@ -203,16 +208,15 @@ class DualPDStep:
         return cands[shift.argmax(-1)], shift
 
     def __call__(self, state: StepState) -> torch.Tensor:
-        final = state.logits
         basic, shift = None, None
         if self.config.contrast == "none":
-            scores = final
+            scores = state.logits
         else:
             basic, shift = self.basic_layers(state)
             hidden = torch.stack([state.hidden[c] for c in self.candidates], dim=1)  # [B, C, d]
             index = torch.searchsorted(torch.tensor(self.candidates, device=basic.device), basic)
             h_b = hidden[torch.arange(hidden.shape[0], device=hidden.device), index]
-            early = self.lens.readout(h_b).float()
+            final, early = state.readout(self.lens.normalize(h_b))  # one lm_head call for both
             scores = self.combine(final, early)
         if self.trace_enabled:
             self.last_trace = self._trace(state, basic, shift)
@@ -251,22 +255,28 @@ class DualPD(Method):
     name: ClassVar[str] = "dualpd"
     config_class: ClassVar[type[MethodConfig]] = DualPDConfig
 
-    def __init__(self, config: DualPDConfig | None = None, trace: bool = False):
-        super().__init__(config)
-        self.trace = trace
-
     def step_for(self, loaded: LoadedModel, batch: PreparedBatch) -> DualPDStep:
         image_keys = loaded.adapter.image_mask(batch.inputs["input_ids"])
         return DualPDStep(self.config, loaded, image_keys, trace=self.trace)
 
     def generate(
-        self, loaded: LoadedModel, batch: PreparedBatch, settings: GenerationSettings
+        self,
+        loaded: LoadedModel,
+        batch: PreparedBatch,
+        settings: GenerationSettings,
+        logits_processor: LogitsProcessorList | None = None,
     ) -> DecodeOutput:
         cfg: DualPDConfig = self.config  # type: ignore[assignment]
         step = self.step_for(loaded, batch)
         needs_tap = bool(step.shift_layers) or cfg.filtering
         if not needs_tap and cfg.contrast == "none":
-            return decode(loaded.model, batch.inputs, adapter=loaded.adapter, settings=settings)
+            return decode(
+                loaded.model,
+                batch.inputs,
+                adapter=loaded.adapter,
+                settings=settings,
+                logits_processor=logits_processor,
+            )
         tap = None
         if needs_tap:
             tap = AttentionTap(
@@ -286,4 +296,5 @@ class DualPD(Method):
             hook=step,
             tap=tap,
             hidden_layers=hidden,
+            logits_processor=logits_processor,
         )
