@@ -37,6 +37,8 @@ def test_capture_hooks_only_requested_layers(loaded, batch3):
         loaded.model(**batch3.inputs)
         assert set(cap.states) == {1}
         assert cap[1].shape == (3, adapter.text_config.hidden_size)
+        # only the last position is kept, not a view into the layer's whole [B, T, d] output
+        assert cap[1].untyped_storage().nbytes() == cap[1].numel() * cap[1].element_size()
     assert [len(layer._forward_hooks) for layer in adapter.layers] == before  # removed on exit
 
 

@@ -33,7 +33,8 @@ class HiddenCapture:
         self.states: dict[int, torch.Tensor] = {}
 
     def _store(self, layer: int, hidden: torch.Tensor) -> None:
-        self.states[layer] = hidden[:, -1]
+        # clone: a view would keep the layer's whole [B, T, d] output alive (O(layers x tokens) memory)
+        self.states[layer] = hidden[:, -1].clone()
 
     def __getitem__(self, layer: int) -> torch.Tensor:
         return self.states[layer]
