@@ -72,12 +72,17 @@ def test_ask_matches_python_api(saved_llava, capsys):
         (["--image", "/no/such.png"], "image file not found"),
         (["--method", "nope"], "unknown method"),
         (["--set", "rho=0.1"], "has no option"),
+        (["--image", "CORRUPT"], "cannot decode image"),
     ],
 )
-def test_bad_input_is_one_line(saved_llava, capsys, args, needle):
+def test_bad_input_is_one_line(saved_llava, capsys, tmp_path, args, needle):
     base = {"--model": str(saved_llava), "--image": str(EXAMPLE)}
     for k, v in zip(args[::2], args[1::2], strict=True):
         base[k] = v
+    if base["--image"] == "CORRUPT":
+        corrupt = tmp_path / "corrupt.jpg"
+        corrupt.write_bytes(b"\xff\xd8\xff not really a jpeg")
+        base["--image"] = str(corrupt)
     argv = ["ask", "--question", "what ?"] + [x for kv in base.items() for x in kv if kv[0] != "--set"]
     if "--set" in base:
         argv += ["--set", base["--set"]]

@@ -18,7 +18,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .adapters import SUPPORTED_ARCHITECTURES, ModelAdapter, adapter_class_for, get_adapter
-from .errors import ImageError, ModelLoadError, SeesayError, UnsupportedModelError
+from .errors import ImageError, ModelLoadError, NoImageTokensError, SeesayError, UnsupportedModelError
 
 TINY_RANDOM_PREFIX = "tiny-random:"
 
@@ -221,11 +221,20 @@ def build_inputs(
         prompts = [
             build_prompt(processor, q, len(imgs)) for q, imgs in zip(questions, per_sample, strict=True)
         ]
+    placeholder = getattr(processor, "boi_token", None) or getattr(processor, "image_token", None)
+    if placeholder:
+        for i, prompt in enumerate(prompts):
+            if placeholder not in prompt:
+                raise NoImageTokensError(
+                    f"prompt {i} has no image placeholder {placeholder!r}: the model would see no image"
+                )
     tokenizer = getattr(processor, "tokenizer", processor)
     previous_side = getattr(tokenizer, "padding_side", "left")
     tokenizer.padding_side = "left"
     try:
         batch = processor(images=per_sample, text=list(prompts), return_tensors="pt", padding=True)
+    except (ValueError, TypeError) as err:
+        raise SeesayError(f"{type(processor).__name__} rejected the inputs: {_one_line(err)}") from err
     finally:
         tokenizer.padding_side = previous_side
     inputs = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
