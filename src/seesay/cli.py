@@ -43,7 +43,9 @@ def ask(
     ],
     question: Annotated[str, typer.Option("--question", "-q", help="The question to answer.")],
     model: Annotated[str, typer.Option("--model", "-m", help="Model path or hub id.")] = DEFAULT_MODEL,
-    method: Annotated[str, typer.Option(help="Decoding method: base or dualpd (docs/methods/).")] = "base",
+    method: Annotated[
+        str, typer.Option(help="Decoding method: base, dualpd, dola or vcd (docs/methods/).")
+    ] = "base",
     option: Annotated[list[str] | None, typer.Option("--set", "-s", help="Method option KEY=VALUE.")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Maximum number of new tokens.")] = 32,
     do_sample: Annotated[bool, typer.Option(help="Sample instead of greedy decoding.")] = False,

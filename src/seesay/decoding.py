@@ -265,4 +265,5 @@ def decode(
                 "attention_mask": attention_mask,
                 **adapter.next_position_inputs(attention_mask, state_extra),
             }
+    passes += int(getattr(hook, "forward_passes", 0))  # passes a hook ran itself (e.g. a second branch)
     return DecodeOutput(sequences=input_ids, prompt_length=prompt_length, forward_passes=passes, trace=trace)

@@ -6,9 +6,11 @@ from typing import Any
 
 from ..errors import ConfigError
 from .base import BaseMethod, Method
+from .dola import DoLa, DoLaConfig
 from .dualpd import DualPD, DualPDConfig
+from .vcd import VCD, VCDConfig
 
-METHODS: dict[str, type[Method]] = {"base": BaseMethod, "dualpd": DualPD}
+METHODS: dict[str, type[Method]] = {"base": BaseMethod, "dualpd": DualPD, "dola": DoLa, "vcd": VCD}
 
 
 def get_method(name: str, **overrides: Any) -> Method:
@@ -18,4 +20,15 @@ def get_method(name: str, **overrides: Any) -> Method:
     return METHODS[name].from_overrides(**overrides)
 
 
-__all__ = ["METHODS", "BaseMethod", "DualPD", "DualPDConfig", "Method", "get_method"]
+__all__ = [
+    "METHODS",
+    "VCD",
+    "BaseMethod",
+    "DoLa",
+    "DoLaConfig",
+    "DualPD",
+    "DualPDConfig",
+    "Method",
+    "VCDConfig",
+    "get_method",
+]

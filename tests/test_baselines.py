@@ -1,0 +1,206 @@
+"""Baselines on the engine: DoLa against transformers 4.55.4's own DoLa, VCD's noise and contrast."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from seesay.adapters import get_adapter
+from seesay.decoding import GenerationSettings
+from seesay.errors import ConfigError
+from seesay.loading import LoadedModel, PreparedBatch, build_inputs
+from seesay.methods import VCD, DoLa, DoLaConfig, VCDConfig
+from seesay.methods.vcd import add_diffusion_noise, diffusion_schedule
+from seesay.testing.tiny import tiny_image
+
+FIXTURE = Path(__file__).parent / "fixtures" / "dola_455"
+SETTINGS = GenerationSettings(max_new_tokens=6)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    from transformers import LlavaForConditionalGeneration
+
+    model = LlavaForConditionalGeneration.from_pretrained(FIXTURE).eval()
+    loaded = LoadedModel(model, None, get_adapter(model))
+    batch = PreparedBatch(
+        inputs=load_file(str(FIXTURE / "inputs.safetensors")), prompts=[""] * 3, images=[[]] * 3
+    )
+    return loaded, batch, json.loads((FIXTURE / "reference.json").read_text())
+
+
+def test_fixture_model_greedy_matches_455(reference):
+    loaded, batch, ref = reference
+    out = loaded.model.generate(
+        **batch.inputs, max_new_tokens=10, do_sample=False, eos_token_id=2, pad_token_id=0
+    )
+    assert out[:, batch.inputs["input_ids"].shape[1] :].tolist() == ref["greedy"]
+
+
+@pytest.mark.parametrize("run", range(4))
+def test_dola_reproduces_transformers_455(reference, run):
+    """Norm off + one premature layer per batch = transformers 4.55.4's DoLa, token for token."""
+    loaded, batch, ref = reference
+    setting = ref["runs"][run]
+    layers = setting["dola_layers"]
+    config = DoLaConfig(
+        layers=tuple(layers) if isinstance(layers, list) else layers,
+        final_norm=False,
+        per_sample=False,
+        tied_embeddings=ref["tie_word_embeddings"],
+    )
+    settings = GenerationSettings(
+        max_new_tokens=10, repetition_penalty=setting["repetition_penalty"], eos_token_id=2, pad_token_id=0
+    )
+    out = DoLa(config).generate(loaded, batch, settings)
+    assert out.new_tokens.tolist() == setting["tokens"]
+
+
+def test_dola_candidate_layers_follow_455_rules():
+    cfg_low, cfg_high = DoLaConfig(layers="low"), DoLaConfig(layers="high")
+    assert cfg_low.candidates(32, tied=False) == list(range(0, 16, 2))
+    assert cfg_low.candidates(32, tied=True) == list(range(2, 16, 2))
+    assert cfg_high.candidates(32, tied=True) == list(range(16, 32, 2))
+    assert cfg_low.candidates(48, tied=False) == list(range(0, 20, 2))
+    assert cfg_high.candidates(48, tied=False) == list(range(28, 48, 2))
+    assert cfg_low.candidates(2, tied=True) == [1]
+    assert DoLaConfig(layers=(0, 3, 40)).candidates(8, tied=False) == [0, 3]
+
+
+def test_dola_identity_and_per_sample(loaded, batch3):
+    plain = loaded.model.generate(**batch3.inputs, max_new_tokens=6, do_sample=False)
+    out = DoLa(DoLaConfig(alpha=0.0)).generate(loaded, batch3, SETTINGS)
+    assert torch.equal(plain, out.sequences)
+    # per sample: a batch gives each sample what it gets alone
+    from tests.conftest import QUESTIONS, images
+
+    method = DoLa(DoLaConfig(layers=(0, 1, 2, 3)), trace=True)
+    batched = method.generate(loaded, batch3, SETTINGS)
+    for i, img in enumerate(images(3)):
+        alone = method.generate(loaded, build_inputs(loaded, [img], [QUESTIONS[i]]), SETTINGS)
+        n = alone.new_tokens.shape[1]
+        assert torch.equal(batched.new_tokens[i, :n], alone.new_tokens[0])
+        assert [s[i]["premature_layer"] for s in batched.trace][:n] == [
+            s[0]["premature_layer"] for s in alone.trace
+        ]
+
+
+def test_vcd_schedule_closed_form():
+    abar = diffusion_schedule(1000, 1e-5, 5e-3)
+    t = torch.arange(1000, dtype=torch.float64)
+    betas = 1e-5 + (5e-3 - 1e-5) / (1 + torch.exp(-(-6 + 12 * t / 999)))
+    closed = torch.exp(torch.cumsum(torch.log1p(-betas), 0))
+    assert torch.allclose(abar, closed, rtol=1e-12)
+    assert abar[0] == pytest.approx(1 - betas[0].item())
+    assert 0 < abar[500] < abar[499] < 1
+    # the noised tensor: mean sqrt(abar) v, variance 1 - abar
+    v = torch.full((4, 3, 64, 64), 0.7)
+    cfg = VCDConfig(noise_step=500, noise_seed=3)
+    noisy = add_diffusion_noise(v, cfg)
+    a = abar[500].item()
+    assert noisy.mean().item() == pytest.approx(math.sqrt(a) * 0.7, abs=0.01)
+    assert noisy.var().item() == pytest.approx(1 - a, rel=0.03)
+    assert torch.equal(noisy, add_diffusion_noise(v, cfg))  # seeded
+
+
+def test_vcd_identity_two_passes_and_batching(loaded, batch3):
+    plain = loaded.model.generate(**batch3.inputs, max_new_tokens=6, do_sample=False)
+    out = VCD(VCDConfig(alpha=0.0)).generate(loaded, batch3, SETTINGS)
+    assert torch.equal(plain, out.sequences)
+    steps = out.new_tokens.shape[1]
+    assert out.forward_passes == 2 * steps
+    contrast = VCD(VCDConfig(alpha=1.0)).generate(loaded, batch3, SETTINGS)
+    assert contrast.forward_passes == 2 * contrast.new_tokens.shape[1]
+
+
+def test_vcd_scores_follow_the_formula():
+    from tests.conftest import loaded_tiny
+
+    loaded = loaded_tiny("llava")
+    batch = build_inputs(loaded, [tiny_image(24, 24)], ["what is the color ?"])
+    seen = {}
+    method = VCD(VCDConfig(alpha=0.5, beta=0.2))
+    from seesay.methods.vcd import VCDStep
+
+    step = VCDStep(method.config, loaded, batch.inputs)
+    original = step.__call__
+
+    def spy(state):
+        scores = original(state)
+        seen["scores"], seen["clean"] = scores, state.logits
+        return scores
+
+    from seesay.decoding import decode
+
+    decode(
+        loaded.model,
+        batch.inputs,
+        adapter=loaded.adapter,
+        settings=GenerationSettings(max_new_tokens=1),
+        hook=spy,
+    )
+    # recompute the noisy branch directly
+    noisy_inputs = dict(batch.inputs)
+    noisy_inputs["pixel_values"] = add_diffusion_noise(batch.inputs["pixel_values"], method.config)
+    with torch.no_grad():
+        noisy = loaded.model(**noisy_inputs).logits[:, -1].float()
+    clean = seen["clean"]
+    keep = clean >= math.log(0.2) + clean.max(-1, keepdim=True).values
+    want = torch.where(keep, 1.5 * clean - 0.5 * noisy, float("-inf"))
+    assert torch.allclose(seen["scores"], want, atol=1e-5)
+
+
+def test_vcd_sampling_is_seeded(loaded, batch3):
+    settings = GenerationSettings(max_new_tokens=5, do_sample=True, seed=11)
+    a = VCD().generate(loaded, batch3, settings).sequences
+    b = VCD().generate(loaded, batch3, settings).sequences
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "cls,knobs",
+    [
+        (DoLaConfig, {"layers": "mid"}),
+        (DoLaConfig, {"relative_top": 0}),
+        (VCDConfig, {"noise_step": 1000}),
+        (VCDConfig, {"beta": 0}),
+    ],
+)
+def test_config_validation(cls, knobs):
+    with pytest.raises(ConfigError):
+        cls(**knobs)
+
+
+def test_cli_runs_baselines(tmp_path, capsys):
+    from seesay.cli import main
+    from seesay.testing.tiny import build_tiny_vlm
+
+    path = build_tiny_vlm("qwen2_vl", save_to=tmp_path / "m").path
+    img = tmp_path / "img.png"
+    tiny_image(40, 24).save(img)
+    for method, option in (("dola", "layers=[0,2]"), ("vcd", "alpha=0.5")):
+        code = main(
+            [
+                "ask",
+                "-m",
+                str(path),
+                "-i",
+                str(img),
+                "-q",
+                "what ?",
+                "--method",
+                method,
+                "--set",
+                option,
+                "--max-new-tokens",
+                "3",
+                "--json",
+            ]
+        )
+        assert code == 0
+        assert json.loads(capsys.readouterr().out)["method"] == method
