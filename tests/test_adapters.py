@@ -10,6 +10,7 @@ from PIL import Image, ImageDraw
 from seesay.adapters import SUPPORTED_ARCHITECTURES, get_adapter
 from seesay.errors import ConfigError, NoImageTokensError, UnsupportedModelError
 from seesay.loading import build_inputs
+from tests.helpers import block_canvases
 
 
 def test_structure(loaded):
@@ -58,39 +59,6 @@ def test_prompt_without_image_tokens(loaded):
 # ---- geometry -------------------------------------------------------------------------------------------
 
 
-def _stitch(tiles: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
-    """[rows*cols, C, t, t] tiles in raster order -> [C, rows*t, cols*t]."""
-    c, t = tiles.shape[1], tiles.shape[-1]
-    return tiles.reshape(rows, cols, c, t, t).permute(2, 0, 3, 1, 4).reshape(c, rows * t, cols * t)
-
-
-def _block_canvases(loaded, inputs, layout) -> list[torch.Tensor]:
-    """The model-input picture each block of one image's layout was cut from, as [C, H, W]."""
-    family, pv = loaded.family, inputs["pixel_values"]
-    if family in ("llava", "gemma3"):
-        return [pv[0]]
-    if family == "llava_next":
-        base, tiles = pv[0, 0], pv[0, 1:]
-        w, h = layout.blocks[1].input_size
-        t = tiles.shape[-1]
-        return [base, _stitch(tiles[: (h // t) * (w // t)], h // t, w // t)]
-    if family in ("qwen2_vl", "qwen2_5_vl"):
-        _, gh, gw = inputs["image_grid_thw"][0].tolist()
-        ip = loaded.processor.image_processor
-        m, p, tp = ip.merge_size, ip.patch_size, ip.temporal_patch_size
-        x = pv.reshape(1, gh // m, gw // m, m, m, 3, tp, p, p).permute(0, 6, 5, 1, 3, 7, 2, 4, 8)
-        return [x.reshape(tp, 3, gh * p, gw * p)[0]]
-    if family == "internvl":
-        n_tiles = len(layout.blocks)
-        if n_tiles == 1:
-            return [pv[0]]
-        w, h = layout.blocks[0].input_size
-        t = pv.shape[-1]
-        grid = _stitch(pv[: n_tiles - 1], h // t, w // t)
-        return [grid] * (n_tiles - 1) + [pv[n_tiles - 1]]
-    raise AssertionError(family)
-
-
 @pytest.mark.parametrize(
     "size,box", [((60, 40), (30, 0, 60, 40)), ((36, 72), (0, 36, 36, 72)), ((48, 48), (24, 0, 48, 24))]
 )
@@ -106,7 +74,7 @@ def test_token_boxes_follow_the_processor(loaded, size, box):
     n_tokens = int(loaded.adapter.image_mask(batch.inputs["input_ids"]).sum())
     assert len(layout.positions) == n_tokens
     assert np.all(batch.inputs["input_ids"][0, layout.positions].numpy() == loaded.adapter.image_token_id)
-    canvases = _block_canvases(loaded, batch.inputs, layout)
+    canvases = block_canvases(loaded, batch.inputs, layout)
     w, h = size
     checked_in = checked_out = 0
     for block, canvas in zip(layout.blocks, canvases, strict=True):

@@ -44,7 +44,7 @@ def ask(
     question: Annotated[str, typer.Option("--question", "-q", help="The question to answer.")],
     model: Annotated[str, typer.Option("--model", "-m", help="Model path or hub id.")] = DEFAULT_MODEL,
     method: Annotated[
-        str, typer.Option(help="Decoding method: base, dualpd, dola or vcd (docs/methods/).")
+        str, typer.Option(help="Method: base, dualpd, vea, dola or vcd (docs/methods/).")
     ] = "base",
     option: Annotated[list[str] | None, typer.Option("--set", "-s", help="Method option KEY=VALUE.")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Maximum number of new tokens.")] = 32,
@@ -104,6 +104,69 @@ def write_trace(path: Path, answer) -> None:
     with path.open("w") as f:
         for token, step in zip(answer.token_ids, answer.trace, strict=False):
             f.write(json.dumps({"token_id": token, **step}) + "\n")
+
+
+@app.command()
+def profile(
+    data: Annotated[
+        Path, typer.Option("--data", "-d", help="Visual-CoT records (JSON or JSONL) with boxes.")
+    ],
+    model: Annotated[str, typer.Option("--model", "-m", help="Model path or hub id.")] = DEFAULT_MODEL,
+    n: Annotated[int, typer.Option("--n", help="Number of records to profile on.")] = 100,
+    out: Annotated[Path | None, typer.Option(help="Where to save the profile (JSON).")] = None,
+    image_root: Annotated[
+        Path | None, typer.Option(help="Folder the records' image paths are relative to.")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Records per forward pass.")] = 4,
+    top_fraction: Annotated[float, typer.Option(help="Fraction of layers kept as L_VG.")] = 0.1,
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
+    device: Annotated[str | None, typer.Option(help="Device, e.g. cpu or cuda:0.")] = None,
+    trust_remote_code: Annotated[bool, typer.Option(help="Allow the model's own remote code.")] = False,
+) -> None:
+    """Profile which layers attend to the evidence (VEA): per-layer AUROC, AUPRC, NDCG and RAPT."""
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from .data import load_visual_cot
+    from .loading import load_model
+    from .profiling import profile_layers
+
+    records = load_visual_cot(data, image_root=image_root, limit=n)
+    loaded = load_model(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+    with Progress(console=err_console, transient=True) as bar:
+        task = bar.add_task("profiling", total=len(records))
+        result = profile_layers(
+            loaded,
+            records,
+            n=n,
+            batch_size=batch_size,
+            top_fraction=top_fraction,
+            progress=lambda k: bar.advance(task, k),
+        )
+    table = Table(
+        title=f"{model}: evidence retrieval per layer ({result.n_samples} samples, "
+        f"{result.n_skipped} skipped)"
+    )
+    for col in ("layer", "AUROC", "AUPRC", "NDCG", "RAPT img", "RAPT q", "RAPT evid", "RAPT non-ev", "L_VG"):
+        table.add_column(col, justify="right")
+    for layer in range(result.num_layers):
+        r = result.rapt
+        table.add_row(
+            str(layer),
+            f"{result.auroc[layer]:.3f}",
+            f"{result.auprc[layer]:.3f}",
+            f"{result.ndcg[layer]:.3f}",
+            f"{r['image'][layer]:.2f}",
+            f"{r['question'][layer]:.2f}",
+            f"{r['evidence'][layer]:.2f}",
+            f"{r['non_evidence'][layer]:.2f}",
+            "*" if layer in result.layers else "",
+        )
+    out_console.print(table)
+    out_console.print(f"L_VG = {list(result.layers)}")
+    if out is not None:
+        result.save(out)
+        out_console.print(f"saved {out}  (use it with: --method vea --set profile={out})")
 
 
 @app.command()

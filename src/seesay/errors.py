@@ -23,5 +23,9 @@ class NoImageTokensError(SeesayError):
     """A prompt has no image tokens after processing, so no attention over the image can be read."""
 
 
+class DataError(SeesayError):
+    """A data file (annotations, records) is missing or malformed; the message names file and record."""
+
+
 class ConfigError(SeesayError):
     """A method or engine configuration value is invalid."""

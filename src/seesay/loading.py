@@ -173,6 +173,7 @@ class PreparedBatch:
     inputs: dict[str, torch.Tensor]
     prompts: list[str]
     images: list[list[Image.Image]]
+    questions: list[str] = field(default_factory=list)
 
     @property
     def original_sizes(self) -> list[list[tuple[int, int]]]:
@@ -243,4 +244,4 @@ def build_inputs(
     inputs = {k: v.to(device) for k, v in inputs.items()}
     if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
         inputs["pixel_values"] = inputs["pixel_values"].to(loaded.model.dtype)
-    return PreparedBatch(inputs=inputs, prompts=list(prompts), images=per_sample)
+    return PreparedBatch(inputs=inputs, prompts=list(prompts), images=per_sample, questions=list(questions))

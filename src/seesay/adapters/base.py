@@ -18,24 +18,35 @@ from ..errors import ConfigError, NoImageTokensError
 
 @dataclass(frozen=True)
 class ImageGrid:
-    """One block of image tokens laid out on a regular grid (a whole image, or one tile).
+    """One block of image tokens laid out on a regular grid (a whole image, or one tile / view).
 
-    Token ``k`` of the block (raster order, row-major) covers ``boxes[k]`` = (x0, y0, x1, y1) in pixels of the
-    ORIGINAL image. ``rows x cols`` is the grid shape; ``name`` says what the block is ("image", "base",
-    "tile 0,1", "thumbnail", ...). ``input_size`` = (width, height) of the model-input canvas the block was
-    cut from, and ``input_boxes`` the same boxes in that canvas' pixels (what a heatmap is painted on).
+    Token ``k`` of the block (raster order, row-major) covers ``input_boxes[k]`` = (x0, y0, x1, y1) on the
+    model-input canvas the block was cut from (``input_size`` = (width, height)), and ``boxes[k]`` in pixels
+    of the ORIGINAL image (clipped to it). ``to_original`` = (sx, sy, ox, oy) maps canvas to original
+    pixels: x_orig = sx * x + ox, y_orig = sy * y + oy. ``rows x cols`` is the grid shape; ``name`` says
+    what the block is ("image", "base", "anyres", "tile 0,1", "thumbnail").
     """
 
     name: str
     rows: int
     cols: int
-    boxes: np.ndarray  # [rows*cols, 4] float, original-image pixels
     input_size: tuple[int, int]
     input_boxes: np.ndarray  # [rows*cols, 4] float, model-input canvas pixels
+    to_original: tuple[float, float, float, float]
+    original_size: tuple[int, int]
 
     @property
     def num_tokens(self) -> int:
         return self.rows * self.cols
+
+    @property
+    def boxes(self) -> np.ndarray:
+        """[rows*cols, 4] boxes in original-image pixels, clipped to the image."""
+        w, h = self.original_size
+        out = affine_boxes(self.input_boxes, *self.to_original)
+        out[:, [0, 2]] = np.clip(out[:, [0, 2]], 0, w)
+        out[:, [1, 3]] = np.clip(out[:, [1, 3]], 0, h)
+        return out
 
 
 @dataclass(frozen=True)

@@ -46,14 +46,6 @@ def _split_positions(input_ids_row: torch.Tensor, image_token_id: int, counts: l
     return out
 
 
-def _clip_boxes(boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    w, h = size
-    out = boxes.copy()
-    out[:, [0, 2]] = np.clip(out[:, [0, 2]], 0, w)
-    out[:, [1, 3]] = np.clip(out[:, [1, 3]], 0, h)
-    return out
-
-
 def _single_block_layouts(
     adapter: ModelAdapter, inputs: dict[str, Any], original_sizes, grids_fn
 ) -> list[list[ImageLayout]]:
@@ -125,14 +117,10 @@ class LlavaAdapter(ModelAdapter):
         vc = self.model.config.vision_config
         side = vc.image_size // vc.patch_size
         canvas = grid_boxes(side, side, crop_w, crop_h)
-        boxes = affine_boxes(
-            canvas,
-            w_eff / new_w,
-            h_eff / new_h,
-            (left * w_eff / new_w) - off_x,
-            (top * h_eff / new_h) - off_y,
+        sx, sy = w_eff / new_w, h_eff / new_h
+        return ImageGrid(
+            "image", side, side, (crop_w, crop_h), canvas, (sx, sy, left * sx - off_x, top * sy - off_y), size
         )
-        return ImageGrid("image", side, side, _clip_boxes(boxes, size), (crop_w, crop_h), canvas)
 
     def image_layouts(self, inputs, original_sizes):
         return _single_block_layouts(self, inputs, original_sizes, lambda i, size: self.image_grid(size))
@@ -160,9 +148,10 @@ class LlavaNextAdapter(ModelAdapter):
             "base",
             side,
             side,
-            affine_boxes(base_canvas, w / vc.image_size, h / vc.image_size, 0, 0),
             (vc.image_size, vc.image_size),
             base_canvas,
+            (w / vc.image_size, h / vc.image_size, 0.0, 0.0),
+            size,
         )
         best_h, best_w = select_best_resolution(image_size_hw, cfg.image_grid_pinpoints)
         new_h, new_w = get_patch_output_size(
@@ -189,17 +178,15 @@ class LlavaNextAdapter(ModelAdapter):
         tiles = packed[n_base:]
         is_patch = ~np.isnan(tiles[:, 4])
         tile_canvas = tiles[is_patch, :4]
-        tile_boxes = affine_boxes(
-            tile_canvas, w / new_w, h / new_h, -paste_x * w / new_w, -paste_y * h / new_h
-        )
         rows = max(1, int((~is_patch).sum()))  # one newline token closes every kept row
         tile_block = ImageGrid(
             "anyres",
             rows,
             int(is_patch.sum()) // rows,
-            _clip_boxes(tile_boxes, size),
             (best_w, best_h),
             tile_canvas,
+            (w / new_w, h / new_h, -paste_x * w / new_w, -paste_y * h / new_h),
+            size,
         )
         patch_idx = n_base + np.nonzero(is_patch)[0]
         return [base, tile_block], [np.arange(n_base), patch_idx], len(packed)
@@ -265,7 +252,7 @@ class Qwen2VLAdapter(ModelAdapter):
             rw, rh = gw * patch, gh * patch
             canvas = grid_boxes(rows, cols, rw, rh)
             return ImageGrid(
-                "image", rows, cols, affine_boxes(canvas, size[0] / rw, size[1] / rh, 0, 0), (rw, rh), canvas
+                "image", rows, cols, (rw, rh), canvas, (size[0] / rw, size[1] / rh, 0.0, 0.0), size
             )
 
         return _single_block_layouts(self, inputs, original_sizes, grid)
@@ -292,12 +279,7 @@ class Gemma3Adapter(ModelAdapter):
         def grid(i: int, size: tuple[int, int]) -> ImageGrid:
             canvas = grid_boxes(side, side, res, res)
             return ImageGrid(
-                "image",
-                side,
-                side,
-                affine_boxes(canvas, size[0] / res, size[1] / res, 0, 0),
-                (res, res),
-                canvas,
+                "image", side, side, (res, res), canvas, (size[0] / res, size[1] / res, 0.0, 0.0), size
             )
 
         return _single_block_layouts(self, inputs, original_sizes, grid)
@@ -352,9 +334,10 @@ class InternVLAdapter(ModelAdapter):
                             f"tile {r},{c}",
                             side,
                             side,
-                            affine_boxes(canvas, sx, sy, 0, 0),
                             (cols * tile, rows * tile),
                             canvas,
+                            (sx, sy, 0.0, 0.0),
+                            size,
                         )
                     )
                 if cols * rows > 1:
@@ -363,9 +346,10 @@ class InternVLAdapter(ModelAdapter):
                             "thumbnail",
                             side,
                             side,
-                            affine_boxes(tile_boxes, w / tile, h / tile, 0, 0),
                             (tile, tile),
                             tile_boxes,
+                            (w / tile, h / tile, 0.0, 0.0),
+                            size,
                         )
                     )
                 per_image.append(blocks)

@@ -9,8 +9,15 @@ from .base import BaseMethod, Method
 from .dola import DoLa, DoLaConfig
 from .dualpd import DualPD, DualPDConfig
 from .vcd import VCD, VCDConfig
+from .vea import VEA, VEAConfig
 
-METHODS: dict[str, type[Method]] = {"base": BaseMethod, "dualpd": DualPD, "dola": DoLa, "vcd": VCD}
+METHODS: dict[str, type[Method]] = {
+    "base": BaseMethod,
+    "dualpd": DualPD,
+    "dola": DoLa,
+    "vcd": VCD,
+    "vea": VEA,
+}
 
 
 def get_method(name: str, **overrides: Any) -> Method:
@@ -23,6 +30,7 @@ def get_method(name: str, **overrides: Any) -> Method:
 __all__ = [
     "METHODS",
     "VCD",
+    "VEA",
     "BaseMethod",
     "DoLa",
     "DoLaConfig",
@@ -30,5 +38,6 @@ __all__ = [
     "DualPDConfig",
     "Method",
     "VCDConfig",
+    "VEAConfig",
     "get_method",
 ]

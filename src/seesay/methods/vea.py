@@ -1,0 +1,255 @@
+"""VEA: visual evidence augmentation ("Seeing but Not Believing", arXiv 2510.17771).
+
+Two passes per sample:
+1. attribution: one forward pass of the QA prompt on the original image; the last prompt token's attention
+   over the image tokens, averaged over heads, at the visual-grounding layers L_VG (profiled, a preset, or
+   a fixed depth range) -> evidence scores (Eq. 1) -> denoise, smooth, normalise (Eqs. 2-3);
+2. answer: the image highlighted with the map (Eq. 4) and the VEA prompt, decoded as usual (greedy).
+Delegate mode computes the map with model A and answers with model B.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from PIL import Image
+from transformers import LogitsProcessorList
+
+from ..attribution import attention_rows
+from ..decoding import DecodeOutput, GenerationSettings, decode
+from ..errors import ConfigError
+from ..evidence import evidence_map, highlight
+from ..loading import LoadedModel, PreparedBatch, build_inputs, load_model
+from .base import Method, MethodConfig
+
+QA_PROMPT = (
+    "Directly answer the question based on the image, no explanation is needed. "
+    'If the image does not contain any relevant evidence, output "I cannot answer based on the given image." '
+    "Question: {question}"
+)
+VEA_SUFFIX = (
+    " Only use words from the picture, especially those in the highlighted region, to answer the question."
+)
+
+# Published visual-grounding layers (0-indexed), METHODS.md section 2 / the VEA paper.
+LAYER_PRESETS: dict[str, tuple[int, ...]] = {
+    "llava-1.5-7b": (14, 15, 17, 19),
+    "llava-1.5-13b": (13, 14, 15, 16),
+    "qwen2.5-vl-7b": (18, 22, 24),
+    "qwen2.5-vl-32b": (49, 50, 51, 52, 53, 55, 56),
+    "gemma-3-4b": (17, 19, 21, 23),
+    "gemma-3-27b": (35, 37, 40, 41, 47, 53, 58),
+}
+
+LayerSet = Literal["auto", "profiled", "all", "first_half", "second_half"]
+
+
+def qa_prompt(question: str) -> str:
+    return QA_PROMPT.format(question=question)
+
+
+def vea_prompt(question: str) -> str:
+    return qa_prompt(question) + VEA_SUFFIX
+
+
+def preset_layers(model_name: str) -> tuple[int, ...] | None:
+    """The published L_VG of a model, matched on its name (e.g. 'llava-hf/llava-1.5-7b-hf')."""
+    name = model_name.lower().replace("_", "-")
+    for key, layers in LAYER_PRESETS.items():
+        if key in name:
+            return layers
+    return None
+
+
+@dataclass(frozen=True)
+class VEAConfig(MethodConfig):
+    """VEA's knobs. Source of each default in brackets.
+
+    layer_set: where L_VG comes from: "profiled" (``layers``, else ``profile``, else a preset; an error if
+        none), "all" / "first_half" / "second_half" (the paper's fixed-depth attribution baselines), or
+        "auto" = profiled when available, else "second_half". ["auto": ours, so any model runs]
+    layers: explicit L_VG. [None]
+    profile: a profile file from ``seesay profile`` whose chosen layers are L_VG. [None]
+    lam: Eq. 2 spike threshold. [10: paper]
+    sigma: Eq. 3 blur; <= 1 a fraction of the shorter side, > 1 pixels. [0.5: paper]
+    alpha: Eq. 4 brightness floor. [0.5: paper]
+    denoise, smooth: turn Eq. 2 / the blur of Eq. 3 off (ablations). [True]
+    prompt: "vea" (QA prompt + highlight hint) or "qa" (QA prompt only) for the answer pass. [vea: paper]
+    delegate: model (path or hub id) that computes the map; the answering model is the one given. [None]
+    save_maps: a folder for PNGs of each sample's heatmap overlay and highlighted image. [None]
+    """
+
+    layer_set: LayerSet = "auto"
+    layers: tuple[int, ...] | None = None
+    profile: str | None = None
+    lam: float = 10.0
+    sigma: float = 0.5
+    alpha: float = 0.5
+    denoise: bool = True
+    smooth: bool = True
+    prompt: Literal["vea", "qa"] = "vea"
+    delegate: str | None = None
+    save_maps: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.layer_set not in ("auto", "profiled", "all", "first_half", "second_half"):
+            raise ConfigError(
+                f"vea layer_set must be auto, profiled, all, first_half or second_half; got "
+                f"{self.layer_set!r}"
+            )
+        if self.layers is not None:
+            object.__setattr__(self, "layers", tuple(int(v) for v in self.layers))
+        if not 0 <= self.alpha <= 1:
+            raise ConfigError(f"vea alpha must be in [0, 1]; got {self.alpha}")
+        if self.lam <= 0 or self.sigma < 0:
+            raise ConfigError("vea lam must be > 0 and sigma >= 0")
+        if self.prompt not in ("vea", "qa"):
+            raise ConfigError(f"vea prompt must be 'vea' or 'qa'; got {self.prompt!r}")
+
+    def resolve_layers(self, loaded: LoadedModel) -> tuple[int, ...]:
+        """L_VG for ``loaded`` (the attribution model)."""
+        n = loaded.adapter.num_layers
+        fixed = {
+            "all": tuple(range(n)),
+            "first_half": tuple(range(n // 2)),
+            "second_half": tuple(range(n // 2, n)),
+        }
+        if self.layer_set in fixed:
+            return fixed[self.layer_set]
+        layers = self.layers
+        if layers is None and self.profile:
+            from ..profiling import LayerProfile
+
+            layers = LayerProfile.load(self.profile).layers
+        if layers is None:
+            layers = preset_layers(loaded.name)
+        if layers is None:
+            if self.layer_set == "profiled":
+                raise ConfigError(
+                    f"no visual-grounding layers for {loaded.name or 'this model'}: run `seesay profile` "
+                    "and pass profile=FILE, or layers=[...], or layer_set=second_half"
+                )
+            return fixed["second_half"]
+        bad = [layer for layer in layers if not 0 <= layer < n]
+        if bad:
+            raise ConfigError(f"vea layers {bad} out of range for a {n}-layer model")
+        return tuple(layers)
+
+
+def heat_overlay(image: Image.Image, emap: np.ndarray, weight: float = 0.5) -> Image.Image:
+    """The evidence map as a blue-to-red heatmap blended over the image."""
+    e = np.clip(emap, 0, 1)[..., None]
+    heat = np.concatenate([np.clip(1.5 - np.abs(4 * e - k), 0, 1) for k in (3, 2, 1)], axis=-1) * 255
+    base = np.asarray(image.convert("RGB"), dtype=np.float64)
+    return Image.fromarray(np.clip((1 - weight) * base + weight * heat, 0, 255).astype(np.uint8))
+
+
+@dataclass
+class EvidenceResult:
+    """One image's map: the evidence map [H, W] in [0, 1], the highlighted image and the layers used."""
+
+    emap: np.ndarray
+    highlighted: Image.Image
+    layers: tuple[int, ...]
+    token_scores: np.ndarray
+
+
+class VEA(Method):
+    """VEA on the seesay engine (see the module docstring)."""
+
+    name: ClassVar[str] = "vea"
+    config_class: ClassVar[type[MethodConfig]] = VEAConfig
+
+    def __init__(
+        self, config: VEAConfig | None = None, trace: bool = False, delegate: LoadedModel | None = None
+    ):
+        super().__init__(config, trace)
+        self._delegate = delegate
+        self.last_maps: list[list[EvidenceResult]] = []
+
+    def attribution_model(self, loaded: LoadedModel) -> LoadedModel:
+        cfg: VEAConfig = self.config  # type: ignore[assignment]
+        if self._delegate is None and cfg.delegate:
+            self._delegate = load_model(cfg.delegate, device=str(loaded.device))
+        return self._delegate or loaded
+
+    def evidence(
+        self, loaded: LoadedModel, images: list[list[Image.Image]], questions: list[str]
+    ) -> list[list[EvidenceResult]]:
+        """Eqs. 1-4 for a batch: per sample, per image, the map and the highlighted image."""
+        cfg: VEAConfig = self.config  # type: ignore[assignment]
+        mapper = self.attribution_model(loaded)
+        layers = cfg.resolve_layers(mapper)
+        batch = build_inputs(mapper, images, [qa_prompt(q) for q in questions])
+        rows = attention_rows(mapper, batch, layers)  # [B, n_layers, T]
+        layouts = mapper.adapter.image_layouts(batch.inputs, batch.original_sizes)
+        results = []
+        for b, per_image in enumerate(layouts):
+            sample = []
+            for layout, image in zip(per_image, batch.images[b], strict=True):
+                scores = rows[b][:, layout.positions].mean(axis=0)  # Eq. 1
+                emap = evidence_map(layout, scores, cfg.lam, cfg.sigma if cfg.smooth else 0.0, cfg.denoise)
+                sample.append(EvidenceResult(emap, highlight(image, emap, cfg.alpha), layers, scores))
+            results.append(sample)
+        return results
+
+    def generate(
+        self,
+        loaded: LoadedModel,
+        batch: PreparedBatch,
+        settings: GenerationSettings,
+        logits_processor: LogitsProcessorList | None = None,
+    ) -> DecodeOutput:
+        cfg: VEAConfig = self.config  # type: ignore[assignment]
+        if not batch.questions:
+            raise ConfigError("vea needs the questions of the batch (build it with seesay.build_inputs)")
+        maps = self.evidence(loaded, batch.images, batch.questions)
+        self.last_maps = maps
+        if cfg.save_maps:
+            self._save(maps, batch.images, Path(cfg.save_maps))
+        prompt = vea_prompt if cfg.prompt == "vea" else qa_prompt
+        answer_batch = build_inputs(
+            loaded, [[m.highlighted for m in sample] for sample in maps], [prompt(q) for q in batch.questions]
+        )
+        out = decode(
+            loaded.model,
+            answer_batch.inputs,
+            adapter=loaded.adapter,
+            settings=settings,
+            logits_processor=logits_processor,
+        )
+        out.forward_passes += 1  # the attribution pass
+        if self.trace:
+            info = [
+                {"step": 0, "layers": list(sample[0].layers), "evidence_peak_xy": _peak(sample[0].emap)}
+                for sample in maps
+            ]
+            out.trace = [info] + [[{"step": t}] * len(maps) for t in range(1, out.new_tokens.shape[1])]
+        return out
+
+    @staticmethod
+    def _save(maps: list[list[EvidenceResult]], images: list[list[Image.Image]], folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for b, sample in enumerate(maps):
+            for k, (result, image) in enumerate(zip(sample, images[b], strict=True)):
+                stem = f"{b}" if len(sample) == 1 else f"{b}_{k}"
+                heat_overlay(image, result.emap).save(folder / f"{stem}_heatmap.png")
+                result.highlighted.save(folder / f"{stem}_highlighted.png")
+
+
+def _peak(emap: np.ndarray) -> list[int]:
+    y, x = np.unravel_index(int(np.argmax(emap)), emap.shape)
+    return [int(x), int(y)]
+
+
+def top_fraction_count(num_layers: int, fraction: float = 0.1) -> int:
+    """ceil(fraction * L): how many layers profiling keeps. [10%: paper]"""
+    return max(1, math.ceil(fraction * num_layers))
+
+
+def describe(result: EvidenceResult) -> dict[str, Any]:
+    return {"layers": list(result.layers), "peak_xy": _peak(result.emap)}

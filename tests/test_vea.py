@@ -1,0 +1,325 @@
+"""VEA: Eqs. 1-4 on hand-made grids, box labels per family, attribution, profiling, the method, the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from seesay.attribution import attention_rows, find_subsequence, rapt
+from seesay.data import load_visual_cot
+from seesay.decoding import GenerationSettings, decode
+from seesay.errors import ConfigError, DataError
+from seesay.evidence import box_labels, denoise, evidence_map, highlight, minmax, pixel_sigma, smooth
+from seesay.loading import build_inputs
+from seesay.methods import VEA, VEAConfig
+from seesay.methods.vea import preset_layers, vea_prompt
+from seesay.metrics import auprc, auroc, ndcg
+from seesay.profiling import LayerProfile, choose_layers, profile_layers
+from tests.helpers import block_canvases
+
+# ---- Eqs. 2-4 on hand-computed grids ------------------------------------------------------------------
+
+
+def test_denoise_removes_a_spike_and_keeps_a_non_spike():
+    grid = np.ones((5, 5))
+    grid[2, 2] = 100.0  # > 10 x max(neighbours) = 10: replaced by the neighbours' mean
+    grid[1, 3] = 2.0  # a neighbour of the spike, itself no spike (2 < 10 x 100)
+    out = denoise(grid, lam=10)
+    assert out[2, 2] == pytest.approx((7 * 1.0 + 2.0) / 8)
+    assert out[1, 3] == 2.0
+    assert grid[2, 2] == 100.0  # the input is not modified
+    just_below = np.ones((5, 5))
+    just_below[2, 2] = 10.0  # not > 10 x 1: kept
+    assert denoise(just_below, lam=10)[2, 2] == 10.0
+    cluster = np.ones((5, 5))
+    cluster[1:3, 1:3] = 50.0  # a cluster is evidence, not a spike
+    np.testing.assert_array_equal(denoise(cluster, lam=10), cluster)
+    # Edges are padded by replication, so a border cell has copies of itself among its neighbours: a border
+    # spike is never "isolated" and stays (as in the reference implementation).
+    border = np.ones((5, 5))
+    border[0, 2] = 100.0
+    assert denoise(border, lam=10)[0, 2] == 100.0
+    np.testing.assert_array_equal(denoise(np.array([[1.0, 99.0]])), [[1.0, 99.0]])  # smaller than 3x3
+
+
+def test_sigma_fraction_and_pixels():
+    assert pixel_sigma(0.5, (100, 60)) == 30.0
+    assert pixel_sigma(3.0, (100, 60)) == 3.0
+    delta = np.zeros((50, 50))
+    delta[25, 25] = 1.0
+    np.testing.assert_allclose(smooth(delta, 0.1), smooth(delta, 5.0))
+    assert not np.allclose(smooth(delta, 0.1), smooth(delta, 3.0))
+    np.testing.assert_array_equal(smooth(delta, 0), delta)
+    assert smooth(delta, 0.1).sum() == pytest.approx(1.0)  # reflecting edges keep the mass
+
+
+def test_minmax_and_alpha_floor():
+    np.testing.assert_allclose(minmax(np.array([2.0, 4.0, 6.0])), [0, 0.5, 1])
+    np.testing.assert_array_equal(minmax(np.full(4, 3.0)), np.zeros(4))
+    np.testing.assert_allclose(
+        minmax(np.array([5.0, 1.0, 3.0]), where=np.array([True, False, True])), [1, 0, 0]
+    )
+    image = Image.new("RGB", (4, 2), (200, 100, 50))
+    emap = np.array([[0.0, 1.0, 0.5, 0.25], [0.0, 0.0, 1.0, 1.0]])
+    out = np.asarray(highlight(image, emap, alpha=0.5), dtype=float)
+    assert tuple(out[0, 0]) == (100, 50, 25)  # e = 0: the alpha floor
+    assert tuple(out[0, 1]) == (200, 100, 50)  # e = 1: unchanged
+    assert tuple(out[0, 2]) == (150, 75, 38)  # 0.75 x (rounded)
+    np.testing.assert_array_equal(np.asarray(highlight(image, emap, alpha=1.0)), np.asarray(image))
+    with pytest.raises(ValueError):
+        highlight(image, np.zeros((3, 3)))
+
+
+# ---- box -> patch labels through every family's geometry ------------------------------------------------
+
+
+@pytest.mark.parametrize("size,box", [((60, 40), (30, 0, 60, 40)), ((36, 72), (6, 40, 30, 66))])
+def test_box_labels_land_on_the_right_tokens(loaded, size, box):
+    """The evidence box, painted white, must be visible in exactly the labelled tokens' pixels."""
+    img = Image.new("RGB", size, (0, 0, 0))
+    ImageDraw.Draw(img).rectangle([box[0], box[1], box[2] - 1, box[3] - 1], fill=(255, 255, 255))
+    batch = build_inputs(loaded, [img], ["what is the color ?"])
+    layout = loaded.adapter.image_layouts(batch.inputs, batch.original_sizes)[0][0]
+    labels = box_labels(layout, [box])
+    assert labels.any() and not labels.all()
+    checked = 0
+    for block, idx, canvas in zip(
+        layout.blocks, layout.block_slices, block_canvases(loaded, batch.inputs, layout), strict=True
+    ):
+        bright = canvas.float().mean(0)
+        lo, hi = bright.min().item(), bright.max().item()
+        for label, inp in zip(labels[idx], block.input_boxes, strict=True):
+            x0, y0, x1, y1 = (round(float(v)) for v in inp)
+            region = (bright[y0:y1, x0:x1] - lo) / max(hi - lo, 1e-6)
+            if label:
+                assert region.max().item() > 0.5  # some of the box is in this token's pixels
+            else:
+                assert region.mean().item() < 0.35  # none of it (resampling may bleed a little)
+            checked += 1
+    assert checked == len(labels[labels | ~labels]) - int(np.isnan(layout.token_boxes).any(axis=1).sum())
+
+
+def test_box_label_rules():
+    from seesay.adapters.base import ImageGrid, ImageLayout, grid_boxes
+
+    block = ImageGrid("image", 2, 2, (20, 20), grid_boxes(2, 2, 20, 20), (1.0, 1.0, 0.0, 0.0), (20, 20))
+    layout = ImageLayout(np.arange(4), (block,), (np.arange(4),), (20, 20))
+    box = [(5, 0, 20, 10)]  # 3/4 of token 0? no: token 0 is x 0-10, the box covers x 5-10 of it (half)
+    assert box_labels(layout, box, "any").tolist() == [True, True, False, False]
+    assert box_labels(layout, box, "half").tolist() == [True, True, False, False]
+    assert box_labels(layout, box, "all").tolist() == [False, True, False, False]
+    with pytest.raises(ValueError):
+        box_labels(layout, box, "most")
+
+
+def test_evidence_map_peaks_on_the_evidence(loaded):
+    img = Image.new("RGB", (48, 48), (90, 90, 90))
+    batch = build_inputs(loaded, [img], ["what ?"])
+    layout = loaded.adapter.image_layouts(batch.inputs, batch.original_sizes)[0][0]
+    box = (24, 0, 48, 24)
+    scores = box_labels(layout, [box]).astype(float)
+    emap = evidence_map(layout, scores, sigma=0.0, use_denoise=False)
+    assert emap.shape == (48, 48) and emap.min() >= 0 and emap.max() == pytest.approx(1.0)
+    inside = emap[2:22, 26:46].mean()
+    outside = emap[30:46, 2:22].mean()
+    assert inside > 0.6 and outside < 0.1
+    blurred = evidence_map(layout, scores, sigma=0.25)
+    y, x = np.unravel_index(blurred.argmax(), blurred.shape)
+    assert x >= 20 and y <= 28
+
+
+# ---- attribution, RAPT, metrics -----------------------------------------------------------------------
+
+
+def test_attention_rows_equal_eager_last_row(loaded, batch3):
+    rows = attention_rows(loaded, batch3, range(loaded.adapter.num_layers))
+    model = loaded.model
+    model.set_attn_implementation({"text_config": "eager"})
+    try:
+        with torch.no_grad():
+            eager = model(**batch3.inputs, output_attentions=True).attentions
+    finally:
+        model.set_attn_implementation({"text_config": "sdpa"})
+    for layer, att in enumerate(eager):
+        np.testing.assert_allclose(rows[:, layer], att[:, :, -1].float().mean(1).numpy(), atol=1e-5)
+
+
+def test_rapt_and_subsequence():
+    row = np.array([0.1, 0.2, 0.3, 0.4])
+    got = rapt(
+        row, {"late": np.array([False, False, True, True]), "none": np.zeros(4, bool)}, np.ones(4, bool)
+    )
+    assert got["late"] == pytest.approx(0.35 / 0.25)
+    assert math.isnan(got["none"])
+    assert find_subsequence([5, 1, 2, 3, 1, 2], [1, 2]) == 4
+    assert find_subsequence([5, 1, 2], [9]) == -1
+
+
+def test_retrieval_metrics_by_hand():
+    scores, labels = [0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]
+    assert auroc(scores, labels) == pytest.approx(0.75)
+    assert auprc(scores, labels) == pytest.approx((1 + 2 / 3) / 2)
+    assert ndcg(scores, labels) == pytest.approx(1.5 / (1 + 1 / math.log2(3)))
+    assert auroc([0.5, 0.5, 0.5], [0, 1, 1]) == pytest.approx(0.5)  # ties count one half
+    assert math.isnan(auroc([1, 2], [1, 1])) and math.isnan(auprc([1, 2], [0, 0]))
+    assert ndcg([3, 2, 1], [1, 0, 0]) == 1.0
+    assert choose_layers([0.5, 0.9, float("nan"), 0.7], 0.5) == (1, 3)
+
+
+# ---- records, profiling, the method -------------------------------------------------------------------
+
+
+def _records(tmp_path, n=6):
+    rows = []
+    for i in range(n):
+        w, h = 48 + 8 * (i % 3), 40 + 8 * (i % 2)
+        img = Image.new("RGB", (w, h), (20, 20, 20))
+        box = [4 + 2 * i, 4, 4 + 2 * i + w // 2, 4 + h // 2]
+        ImageDraw.Draw(img).rectangle([box[0], box[1], box[2] - 1, box[3] - 1], fill=(230, 40, 40))
+        img.save(tmp_path / f"img{i}.png")
+        rows.append(
+            {
+                "question_id": f"q{i}",
+                "question": "what is the color of the square ?",
+                "answer": "red",
+                "image": f"img{i}.png",
+                "width": w,
+                "height": h,
+                "bboxs": [box],
+                "dataset": "synthetic",
+            }
+        )
+    path = tmp_path / "records.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_visual_cot_loader_and_errors(tmp_path):
+    path = _records(tmp_path, 3)
+    recs = load_visual_cot(path)
+    assert [r.id for r in recs] == ["q0", "q1", "q2"] and recs[0].answers == ("red",)
+    assert recs[0].image == tmp_path / "img0.png" and len(recs[0].boxes) == 1
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"question": "q", "image": "a.png", "answer": "x", "bboxs": [[1, 2, 3]]}]))
+    with pytest.raises(DataError, match=r"bad\.json: record 0: every box"):
+        load_visual_cot(bad)
+    bad.write_text(json.dumps([{"image": "a.png", "answer": "x", "bboxs": []}]))
+    with pytest.raises(DataError, match="record 0 has no 'question'"):
+        load_visual_cot(bad)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"question": "q"}\n{not json\n')
+    with pytest.raises(DataError, match="line 2"):
+        load_visual_cot(broken)
+    with pytest.raises(DataError, match="not found"):
+        load_visual_cot(tmp_path / "missing.json")
+
+
+def test_profile_layers_and_roundtrip(tmp_path):
+    from tests.conftest import loaded_tiny
+
+    loaded = loaded_tiny("qwen2_vl")
+    recs = load_visual_cot(_records(tmp_path))
+    prof = profile_layers(loaded, recs, n=6, batch_size=4)
+    assert prof.num_layers == 4 and len(prof.auroc) == 4 and prof.n_samples + prof.n_skipped == 6
+    assert prof.layers == choose_layers(prof.auroc) and len(prof.layers) == 1  # ceil(10% of 4)
+    assert set(prof.rapt) == {"image", "question", "evidence", "non_evidence"}
+    assert all(0 <= a <= 1 for a in prof.auroc if not math.isnan(a))
+    prof.save(tmp_path / "p.json")
+    assert LayerProfile.load(tmp_path / "p.json").layers == prof.layers
+
+
+def test_vea_runs_on_every_family(loaded, batch3):
+    method = VEA(VEAConfig(layer_set="second_half"), trace=True)
+    out = method.generate(loaded, batch3, GenerationSettings(max_new_tokens=4))
+    assert out.new_tokens.shape[0] == 3
+    assert out.forward_passes == out.new_tokens.shape[1] + 1
+    for sample, imgs in zip(method.last_maps, batch3.images, strict=True):
+        result = sample[0]
+        assert result.highlighted.size == imgs[0].size
+        assert result.emap.shape == (imgs[0].size[1], imgs[0].size[0])
+        assert result.layers == tuple(range(loaded.adapter.num_layers // 2, loaded.adapter.num_layers))
+    assert out.trace[0][0]["layers"] == list(method.last_maps[0][0].layers)
+
+
+def test_vea_with_alpha_one_is_plain_decoding_of_the_vea_prompt(loaded, batch3):
+    out = VEA(VEAConfig(alpha=1.0, layer_set="all")).generate(
+        loaded, batch3, GenerationSettings(max_new_tokens=4)
+    )
+    plain = build_inputs(loaded, batch3.images, [vea_prompt(q) for q in batch3.questions])
+    ref = decode(
+        loaded.model, plain.inputs, adapter=loaded.adapter, settings=GenerationSettings(max_new_tokens=4)
+    )
+    assert torch.equal(out.sequences, ref.sequences)
+
+
+def test_vea_delegate_and_saved_maps(tmp_path):
+    from tests.conftest import QUESTIONS, images, loaded_tiny
+
+    answerer, mapper = loaded_tiny("qwen2_vl"), loaded_tiny("llava_next")
+    batch = build_inputs(answerer, images(2), QUESTIONS[:2])
+    method = VEA(VEAConfig(layers=(2, 3), save_maps=str(tmp_path / "maps")), delegate=mapper)
+    out = method.generate(answerer, batch, GenerationSettings(max_new_tokens=3))
+    assert out.new_tokens.shape[0] == 2
+    assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == [
+        "0_heatmap.png",
+        "0_highlighted.png",
+        "1_heatmap.png",
+        "1_highlighted.png",
+    ]
+    assert Image.open(tmp_path / "maps" / "0_heatmap.png").size == batch.images[0][0].size
+
+
+def test_layer_resolution():
+    from tests.conftest import loaded_tiny
+
+    loaded = loaded_tiny("gemma3")
+    assert preset_layers("llava-hf/llava-1.5-7b-hf") == (14, 15, 17, 19)
+    assert preset_layers("Qwen/Qwen2.5-VL-7B-Instruct") == (18, 22, 24)
+    assert preset_layers("google/gemma-3-4b-it") == (17, 19, 21, 23)
+    assert VEAConfig().resolve_layers(loaded) == (2, 3)  # auto: no preset for a tiny model -> second half
+    with pytest.raises(ConfigError, match="seesay profile"):
+        VEAConfig(layer_set="profiled").resolve_layers(loaded)
+    with pytest.raises(ConfigError, match="out of range"):
+        VEAConfig(layers=(9,)).resolve_layers(loaded)
+    assert VEAConfig(layer_set="first_half").resolve_layers(loaded) == (0, 1)
+
+
+def test_cli_profile_then_vea(tmp_path, capsys):
+    from seesay.cli import main
+    from seesay.testing.tiny import build_tiny_vlm
+
+    model = build_tiny_vlm("llava", save_to=tmp_path / "m").path
+    records = _records(tmp_path)
+    prof = tmp_path / "profile.json"
+    assert main(["profile", "-m", str(model), "--data", str(records), "--n", "6", "--out", str(prof)]) == 0
+    printed = capsys.readouterr().out
+    assert "AUROC" in printed and "L_VG" in printed
+    assert json.loads(prof.read_text())["num_layers"] == 4
+    code = main(
+        [
+            "ask",
+            "-m",
+            str(model),
+            "-i",
+            str(tmp_path / "img0.png"),
+            "-q",
+            "what is the color ?",
+            "--method",
+            "vea",
+            "--set",
+            f"profile={prof}",
+            "--set",
+            f"save_maps={tmp_path / 'maps'}",
+            "--max-new-tokens",
+            "3",
+            "--json",
+        ]
+    )
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["method"] == "vea"
+    assert (tmp_path / "maps" / "0_highlighted.png").exists()
