@@ -169,6 +169,93 @@ def profile(
         out_console.print(f"saved {out}  (use it with: --method vea --set profile={out})")
 
 
+@app.command("eval")
+def eval_command(
+    bench: Annotated[
+        str, typer.Option("--bench", "-b", help="vqav2, okvqa, gqa, textvqa, vizwiz, docvqa, visual_cot")
+    ],
+    data: Annotated[
+        Path, typer.Option("--data", "-d", help="The benchmark's question/annotation file or parquet.")
+    ],
+    model: Annotated[str, typer.Option("--model", "-m", help="Model path or hub id.")] = DEFAULT_MODEL,
+    methods: Annotated[str, typer.Option(help="Comma-separated methods, e.g. base,dualpd,vea.")] = "base",
+    out: Annotated[Path, typer.Option(help="Output folder (resumes what is there).")] = Path("runs/eval"),
+    image_root: Annotated[
+        Path | None, typer.Option(help="Image folder (default: the format's usual place).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Evaluate only the first N samples.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Samples per batch.")] = 8,
+    max_new_tokens: Annotated[
+        int | None, typer.Option(help="Default: the benchmark's (16, DocVQA 32).")
+    ] = None,
+    metric_mode: Annotated[str, typer.Option(help="official or lmms-eval normalisation.")] = "official",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
+    device: Annotated[str | None, typer.Option(help="Device (default: this process' accelerator).")] = None,
+    device_map: Annotated[
+        str | None, typer.Option(help="e.g. auto, to split a large model over GPUs.")
+    ] = None,
+    trust_remote_code: Annotated[bool, typer.Option(help="Allow the model's own remote code.")] = False,
+) -> None:
+    """Evaluate methods on a benchmark: per-sample JSONL, summary table/JSON/CSV, manifest; resumable."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from .decoding import GenerationSettings
+    from .evaluation import Dist, evaluate
+    from .loading import load_model
+    from .tasks import get_task
+
+    task = get_task(bench)
+    dist = Dist.detect()
+    if device is None and device_map is None and dist.world > 1:
+        import torch
+        from accelerate import PartialState
+
+        device = str(PartialState(cpu=not torch.cuda.is_available()).device)
+    loaded = load_model(
+        model, dtype=dtype, device=device, device_map=device_map, trust_remote_code=trust_remote_code
+    )
+    settings = GenerationSettings(max_new_tokens=max_new_tokens or task.max_new_tokens)
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err_console, disable=dist.rank != 0) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(method: str, count: int, total: int) -> None:
+            if method not in tasks:
+                tasks[method] = bar.add_task(f"{bench}/{method}", total=total, completed=count)
+            else:
+                bar.advance(tasks[method], count)
+
+        summary = evaluate(
+            loaded,
+            task,
+            data,
+            names,
+            out,
+            image_root=image_root,
+            limit=limit,
+            batch_size=batch_size,
+            settings=settings,
+            mode=metric_mode,
+            seed=seed,
+            progress=progress,
+        )
+    if summary is None:
+        return
+    metrics = sorted({k for s in summary.values() for k in s if k != "n"})
+    table = Table(title=f"{bench} ({metric_mode} metrics) - {model}")
+    table.add_column("method")
+    for m in metrics:
+        table.add_column(m, justify="right")
+    table.add_column("n", justify="right")
+    for method, scores in summary.items():
+        table.add_row(method, *[f"{100 * scores[m]:.2f}" for m in metrics], str(int(scores["n"])))
+    out_console.print(table)
+    out_console.print(f"predictions, summary.json/csv and manifest.json in {out}")
+
+
 @app.command()
 def version() -> None:
     """Print the seesay version."""

@@ -1,0 +1,35 @@
+"""Visual-CoT evidence records (JSON/JSONL with boxes), as in VEA's tables: exact match against any
+reference and token F1 against the best one, with VEA's QA prompt conventions left to the method."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..data.visual_cot import load_visual_cot
+from ..metrics.vqa import exact_match, token_f1
+from .base import Sample, Task, register
+
+
+def load(path: Path, image_root: Path | None) -> list[Sample]:
+    return [
+        Sample(
+            id=r.id,
+            question=r.question,
+            answers=r.answers,
+            image=r.image,
+            meta={"boxes": [list(b) for b in r.boxes], "dataset": r.dataset},
+        )
+        for r in load_visual_cot(path, image_root=image_root)
+    ]
+
+
+def score(prediction: str, sample: Sample, mode: str) -> dict[str, float]:
+    return {
+        "exact_match": exact_match(prediction, sample.answers),
+        "token_f1": token_f1(prediction, sample.answers),
+    }
+
+
+register(
+    Task("visual_cot", load, score, "exact_match", description="Visual-CoT evidence sets (EM, token F1)")
+)
