@@ -325,3 +325,30 @@ def test_two_process_accelerate_launch_matches_one_process(tmp_path, saved_model
     s2 = json.loads((tmp_path / "two" / "summary.json").read_text())
     assert s1 == s2
     assert json.loads((tmp_path / "two" / "manifest.json").read_text())["world_size"] == 2
+
+
+def test_visual_cot_eval_scores_the_vea_map_against_the_boxes(tmp_path):
+    from PIL import ImageDraw
+
+    from tests.conftest import loaded_tiny
+
+    rows = []
+    for i in range(3):
+        img = Image.new("RGB", (48, 40), (10, 10, 10))
+        ImageDraw.Draw(img).rectangle([24, 0, 47, 19], fill=(240, 30, 30))
+        img.save(tmp_path / f"i{i}.png")
+        rows.append(
+            {
+                "question_id": i,
+                "question": "what color is the box ?",
+                "answer": "red",
+                "image": f"i{i}.png",
+                "bboxs": [[24, 0, 48, 20]],
+            }
+        )
+    data = tmp_path / "cot.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary = evaluate(loaded_tiny("llava"), get_task("visual_cot"), data, ["base", "vea"], tmp_path / "out")
+    assert {"exact_match", "token_f1"} <= set(summary["base"])
+    assert {"evidence_auroc", "evidence_auprc", "evidence_ndcg"} <= set(summary["vea"])
+    assert 0.0 <= summary["vea"]["evidence_auroc"] <= 1.0

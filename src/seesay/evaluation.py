@@ -216,7 +216,10 @@ def evaluate(
                 f"{task.name}/{runner.name}: {len(missing)} samples have no prediction (e.g. {missing[0]})"
             )
         keys = sorted({k for row in rows.values() for k in row["score"]})
-        summary[runner.name] = {k: sum(row["score"][k] for row in rows.values()) / len(rows) for k in keys}
+        summary[runner.name] = {}
+        for k in keys:  # mean over the samples where the score is defined
+            values = [row["score"][k] for row in rows.values() if row["score"].get(k) is not None]
+            summary[runner.name][k] = sum(values) / len(values) if values else float("nan")
         summary[runner.name]["n"] = len(rows)
     write_summary(out, task, summary)
     return summary
@@ -242,9 +245,13 @@ def _run_batch(
     prompted.questions = [s.question for _, s in chunk]
     result = runner.generate(loaded, prompted, settings)
     tokenizer = getattr(loaded.processor, "tokenizer", loaded.processor)
+    maps = getattr(runner, "last_maps", None)  # VEA: each sample's evidence map
     rows = []
     for row_i, (index, sample) in enumerate(chunk):
         text = tokenizer.decode(result.new_tokens[row_i], skip_special_tokens=True).strip()
+        score: dict[str, float | None] = dict(task.score(text, sample, mode))
+        if maps and sample.meta.get("boxes"):
+            score.update(evidence_scores(maps[row_i][0], sample.meta["boxes"]))
         rows.append(
             {
                 "id": sample.id,
@@ -252,12 +259,30 @@ def _run_batch(
                 "question": sample.question,
                 "prediction": text,
                 "references": list(sample.answers),
-                "score": task.score(text, sample, mode),
+                "score": score,
                 "method": runner.name,
                 "config": runner.config.to_dict(),
             }
         )
     return rows
+
+
+def evidence_scores(result: Any, boxes: Sequence[Sequence[float]]) -> dict[str, float | None]:
+    """Evidence retrieval of a VEA map: its token scores against the box labels (None when undefined)."""
+    from .evidence import box_labels
+    from .metrics.retrieval import auprc, auroc, ndcg
+
+    if result.layout is None:
+        return {}
+    labels = box_labels(result.layout, boxes)
+    if labels.all() or not labels.any():
+        return {"evidence_auroc": None, "evidence_auprc": None, "evidence_ndcg": None}
+    s = result.token_scores
+    return {
+        "evidence_auroc": auroc(s, labels),
+        "evidence_auprc": auprc(s, labels),
+        "evidence_ndcg": ndcg(s, labels),
+    }
 
 
 def write_summary(out: Path, task: Task, summary: dict[str, dict[str, float]]) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 from transformers import LogitsProcessorList
 
+from ..adapters.base import ImageLayout
 from ..attribution import attention_rows
 from ..decoding import DecodeOutput, GenerationSettings, decode
 from ..errors import ConfigError
@@ -150,12 +151,14 @@ def heat_overlay(image: Image.Image, emap: np.ndarray, weight: float = 0.5) -> I
 
 @dataclass
 class EvidenceResult:
-    """One image's map: the evidence map [H, W] in [0, 1], the highlighted image and the layers used."""
+    """One image's map: the evidence map [H, W] in [0, 1], the highlighted image, the layers used, the
+    Eq. 1 score of every image token and the tokens' layout (to score it against evidence boxes)."""
 
     emap: np.ndarray
     highlighted: Image.Image
     layers: tuple[int, ...]
     token_scores: np.ndarray
+    layout: ImageLayout | None = None
 
 
 class VEA(Method):
@@ -193,7 +196,7 @@ class VEA(Method):
             for layout, image in zip(per_image, batch.images[b], strict=True):
                 scores = rows[b][:, layout.positions].mean(axis=0)  # Eq. 1
                 emap = evidence_map(layout, scores, cfg.lam, cfg.sigma if cfg.smooth else 0.0, cfg.denoise)
-                sample.append(EvidenceResult(emap, highlight(image, emap, cfg.alpha), layers, scores))
+                sample.append(EvidenceResult(emap, highlight(image, emap, cfg.alpha), layers, scores, layout))
             results.append(sample)
         return results
 

@@ -1,3 +1,9 @@
-"""Imports every task module so that each registers itself (add a file, then a line here)."""
+"""Imports every task module of this package once, so that each registers itself: adding a benchmark is
+adding one file here that calls ``register(Task(...))``."""
 
-from . import docvqa, gqa, okvqa, textvqa, visual_cot, vizwiz, vqav2  # noqa: F401
+import importlib
+import pkgutil
+
+for _info in pkgutil.iter_modules(importlib.import_module(__package__).__path__):
+    if not _info.name.startswith("_") and _info.name != "base":
+        importlib.import_module(f"{__package__}.{_info.name}")
