@@ -19,7 +19,15 @@ app = typer.Typer(
 err_console = Console(stderr=True)
 out_console = Console()
 
-DEFAULT_MODEL = "tiny-random:llava"
+FALLBACK_MODEL = "tiny-random:llava"
+
+
+def default_model() -> str:
+    """The bundled trained demo model when this installation has it, else a seeded random tiny LLaVA."""
+    from .demo import demo_model_path
+
+    path = demo_model_path()
+    return str(path) if path is not None else FALLBACK_MODEL
 
 
 def parse_options(pairs: list[str]) -> dict[str, Any]:
@@ -42,7 +50,9 @@ def ask(
         list[Path], typer.Option("--image", "-i", help="Image file (repeat for several images).")
     ],
     question: Annotated[str, typer.Option("--question", "-q", help="The question to answer.")],
-    model: Annotated[str, typer.Option("--model", "-m", help="Model path or hub id.")] = DEFAULT_MODEL,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Model path or hub id (default: the demo model).")
+    ] = None,
     method: Annotated[
         str, typer.Option(help="Method: base, dualpd, vea, dola or vcd (docs/methods/).")
     ] = "base",
@@ -76,6 +86,7 @@ def ask(
         repetition_penalty=repetition_penalty,
         seed=seed,
     )
+    model = model or default_model()
     runner = get_method(method, **options)
     runner.trace = trace is not None
     loaded = load_model(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
@@ -111,7 +122,9 @@ def profile(
     data: Annotated[
         Path, typer.Option("--data", "-d", help="Visual-CoT records (JSON or JSONL) with boxes.")
     ],
-    model: Annotated[str, typer.Option("--model", "-m", help="Model path or hub id.")] = DEFAULT_MODEL,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Model path or hub id (default: the demo model).")
+    ] = None,
     n: Annotated[int, typer.Option("--n", help="Number of records to profile on.")] = 100,
     out: Annotated[Path | None, typer.Option(help="Where to save the profile (JSON).")] = None,
     image_root: Annotated[
@@ -131,6 +144,7 @@ def profile(
     from .loading import load_model
     from .profiling import profile_layers
 
+    model = model or default_model()
     records = load_visual_cot(data, image_root=image_root, limit=n)
     loaded = load_model(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
     with Progress(console=err_console, transient=True) as bar:
@@ -177,7 +191,9 @@ def eval_command(
     data: Annotated[
         Path, typer.Option("--data", "-d", help="The benchmark's question/annotation file or parquet.")
     ],
-    model: Annotated[str, typer.Option("--model", "-m", help="Model path or hub id.")] = DEFAULT_MODEL,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Model path or hub id (default: the demo model).")
+    ] = None,
     methods: Annotated[str, typer.Option(help="Comma-separated methods, e.g. base,dualpd,vea.")] = "base",
     out: Annotated[Path, typer.Option(help="Output folder (resumes what is there).")] = Path("runs/eval"),
     image_root: Annotated[
@@ -206,6 +222,7 @@ def eval_command(
     from .loading import load_model
     from .tasks import get_task
 
+    model = model or default_model()
     task = get_task(bench)
     dist = Dist.detect()
     if device is None and device_map is None and dist.world > 1:
@@ -254,6 +271,46 @@ def eval_command(
         table.add_row(method, *[f"{100 * scores[m]:.2f}" for m in metrics], str(int(scores["n"])))
     out_console.print(table)
     out_console.print(f"predictions, summary.json/csv and manifest.json in {out}")
+
+
+@app.command()
+def demo(
+    n: Annotated[int, typer.Option("--n", help="Held-out samples per test split.")] = 100,
+    png: Annotated[Path, typer.Option(help="Where to write the heatmap examples.")] = Path("seesay_demo.png"),
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Default: the bundled demo model.")
+    ] = None,
+) -> None:
+    """The whole story on the bundled tiny trained VLM: accuracy, where it looks, saw right but said wrong."""
+    import time
+
+    from rich.table import Table
+
+    from .demo import run_demo
+
+    t0 = time.perf_counter()
+    with err_console.status("running base, dualpd and vea on the held-out splits ...") as status:
+        report = run_demo(n, model=model, out_png=png, progress=lambda s: status.update(f"done {s} ..."))
+    table = Table(title=f"accuracy on {report.n} held-out questions per split")
+    table.add_column("method")
+    for split in ("iid", "counterfactual"):
+        table.add_column(split, justify="right")
+    for method, per_split in report.accuracy.items():
+        table.add_row(method, *[f"{100 * per_split[s]:.1f}%" for s in ("iid", "counterfactual")])
+    out_console.print(table)
+    layers = Table(title="where the model looks: evidence AUROC of each layer's attention (0.5 = chance)")
+    layers.add_column("layer", justify="right")
+    layers.add_column("AUROC", justify="right")
+    for i, a in enumerate(report.layer_auroc):
+        layers.add_row(str(i), f"{a:.3f}")
+    out_console.print(layers)
+    for split in ("iid", "counterfactual"):
+        out_console.print(
+            f"saw right, said wrong ({split}): {100 * report.saw_right_said_wrong[split]:.1f}% of questions "
+            f"(an intermediate layer's lens top-1 is right while the answer is wrong; "
+            f"base is wrong on {100 * report.wrong_rate[split]:.1f}%)"
+        )
+    out_console.print(f"heatmaps: {report.png}   ({time.perf_counter() - t0:.0f} s)")
 
 
 @app.command()

@@ -79,7 +79,9 @@ class VEAConfig(MethodConfig):
     sigma: Eq. 3 blur; <= 1 a fraction of the shorter side, > 1 pixels. [0.5: paper]
     alpha: Eq. 4 brightness floor. [0.5: paper]
     denoise, smooth: turn Eq. 2 / the blur of Eq. 3 off (ablations). [True]
-    prompt: "vea" (QA prompt + highlight hint) or "qa" (QA prompt only) for the answer pass. [vea: paper]
+    prompt: "vea" (QA prompt + highlight hint for the answer, QA prompt for the map), "qa" (QA prompt for
+        both) or "question" (the bare question for both: models trained without instructions, such as
+        seesay's demo model). [vea: paper]
     delegate: model (path or hub id) that computes the map; the answering model is the one given. [None]
     save_maps: a folder for PNGs of each sample's heatmap overlay and highlighted image. [None]
     """
@@ -92,7 +94,7 @@ class VEAConfig(MethodConfig):
     alpha: float = 0.5
     denoise: bool = True
     smooth: bool = True
-    prompt: Literal["vea", "qa"] = "vea"
+    prompt: Literal["vea", "qa", "question"] = "vea"
     delegate: str | None = None
     save_maps: str | None = None
 
@@ -108,8 +110,8 @@ class VEAConfig(MethodConfig):
             raise ConfigError(f"vea alpha must be in [0, 1]; got {self.alpha}")
         if self.lam <= 0 or self.sigma < 0:
             raise ConfigError("vea lam must be > 0 and sigma >= 0")
-        if self.prompt not in ("vea", "qa"):
-            raise ConfigError(f"vea prompt must be 'vea' or 'qa'; got {self.prompt!r}")
+        if self.prompt not in ("vea", "qa", "question"):
+            raise ConfigError(f"vea prompt must be 'vea', 'qa' or 'question'; got {self.prompt!r}")
 
     def resolve_layers(self, loaded: LoadedModel) -> tuple[int, ...]:
         """L_VG for ``loaded`` (the attribution model)."""
@@ -187,7 +189,8 @@ class VEA(Method):
         cfg: VEAConfig = self.config  # type: ignore[assignment]
         mapper = self.attribution_model(loaded)
         layers = cfg.resolve_layers(mapper)
-        batch = build_inputs(mapper, images, [qa_prompt(q) for q in questions])
+        wrap = (lambda q: q) if cfg.prompt == "question" else qa_prompt
+        batch = build_inputs(mapper, images, [wrap(q) for q in questions])
         rows = attention_rows(mapper, batch, layers)  # [B, n_layers, T]
         layouts = mapper.adapter.image_layouts(batch.inputs, batch.original_sizes)
         results = []
@@ -214,7 +217,7 @@ class VEA(Method):
         self.last_maps = maps
         if cfg.save_maps:
             self._save(maps, batch.images, Path(cfg.save_maps))
-        prompt = vea_prompt if cfg.prompt == "vea" else qa_prompt
+        prompt = {"vea": vea_prompt, "qa": qa_prompt, "question": lambda q: q}[cfg.prompt]
         answer_batch = build_inputs(
             loaded, [[m.highlighted for m in sample] for sample in maps], [prompt(q) for q in batch.questions]
         )
