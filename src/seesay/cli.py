@@ -291,18 +291,17 @@ def demo(
     t0 = time.perf_counter()
     with err_console.status("running base, dualpd and vea on the held-out splits ...") as status:
         report = run_demo(n, model=model, out_png=png, progress=lambda s: status.update(f"done {s} ..."))
-    table = Table(title=f"accuracy on {report.n} held-out questions per split")
+    table = Table(title=f"accuracy ({report.n} held-out questions per split)")
     table.add_column("method")
     for split in ("iid", "counterfactual"):
         table.add_column(split, justify="right")
     for method, per_split in report.accuracy.items():
         table.add_row(method, *[f"{100 * per_split[s]:.1f}%" for s in ("iid", "counterfactual")])
     out_console.print(table)
-    layers = Table(title="where the model looks: evidence AUROC of each layer's attention (0.5 = chance)")
-    layers.add_column("layer", justify="right")
-    layers.add_column("AUROC", justify="right")
-    for i, a in enumerate(report.layer_auroc):
-        layers.add_row(str(i), f"{a:.3f}")
+    layers = Table(title="where it looks: evidence AUROC of each layer's attention (0.5 = chance)")
+    for i in range(len(report.layer_auroc)):
+        layers.add_column(f"layer {i}", justify="right")
+    layers.add_row(*[f"{a:.3f}" for a in report.layer_auroc])
     out_console.print(layers)
     for split in ("iid", "counterfactual"):
         out_console.print(
