@@ -20,9 +20,8 @@ def test_greedy_equals_generate(loaded, batch3):
 
 
 def test_batch_equals_one_at_a_time(loaded, batch3):
-    from tests.conftest import QUESTIONS, images
-
     from seesay.loading import build_inputs
+    from tests.conftest import QUESTIONS, images
 
     settings = GenerationSettings(max_new_tokens=6)
     batched = decode(loaded.model, batch3.inputs, adapter=loaded.adapter, settings=settings).new_tokens
@@ -42,9 +41,8 @@ def test_repetition_penalty_equals_generate(loaded, batch3):
 
 
 def test_sampling_is_seeded():
-    from tests.conftest import QUESTIONS, images, loaded_tiny
-
     from seesay.loading import build_inputs
+    from tests.conftest import QUESTIONS, images, loaded_tiny
 
     loaded = loaded_tiny("llava")
     inputs = build_inputs(loaded, images(2), QUESTIONS[:2]).inputs
@@ -61,9 +59,8 @@ def test_sampling_is_seeded():
 
 
 def test_hook_sees_state_and_steers():
-    from tests.conftest import QUESTIONS, images, loaded_tiny
-
     from seesay.loading import build_inputs
+    from tests.conftest import QUESTIONS, images, loaded_tiny
 
     loaded = loaded_tiny("qwen2_vl")
     inputs = build_inputs(loaded, images(2), QUESTIONS[:2]).inputs

@@ -151,9 +151,8 @@ def test_score_norms_match_direct_computation(loaded, batch3):
 @pytest.mark.parametrize("target", ["scores", "output"])
 def test_head_scale_changes_only_chosen_heads(target):
     """Scaling head h of sample b changes only that head's output row, as the formula says."""
-    from tests.conftest import QUESTIONS, images, loaded_tiny
-
     from seesay.loading import build_inputs
+    from tests.conftest import QUESTIONS, images, loaded_tiny
 
     loaded = loaded_tiny("llava")
     model = loaded.model
