@@ -223,6 +223,9 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=1000)
     ap.add_argument("--max-minutes", type=float, default=60.0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--init-from", type=Path, help="continue from a saved model's weights (same architecture)"
+    )
     args = ap.parse_args()
 
     t0 = time.time()
@@ -233,7 +236,13 @@ def main() -> None:
     tok = build_tokenizer()
     processor = build_processor(tok)
     encoder = Encoder(processor)
-    model = build_model(tok, args).to(args.device)
+    model = build_model(tok, args)
+    if args.init_from is not None:
+        model.load_state_dict(
+            LlavaForConditionalGeneration.from_pretrained(args.init_from, dtype=torch.float32).state_dict()
+        )
+        print(f"continuing from {args.init_from}", flush=True)
+    model = model.to(args.device)
     model.train()
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: {n_params / 1e6:.2f} M parameters, {args.layers} text layers", flush=True)
