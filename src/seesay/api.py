@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .decoding import GenerationSettings, eos_token_ids
+from .errors import ConfigError
 from .loading import ImageLike, LoadedModel, build_inputs, load_model
 from .methods import Method, get_method
 
@@ -24,7 +25,13 @@ class Answer:
 
 
 def _method(method: str | Method, overrides: dict[str, Any]) -> Method:
-    return method if isinstance(method, Method) else get_method(method, **overrides)
+    if isinstance(method, Method):
+        if overrides:
+            raise ConfigError(
+                f"pass options either in the {method.name} object's config or as keywords, not both"
+            )
+        return method
+    return get_method(method, **overrides)
 
 
 def ask_batch(
@@ -49,7 +56,7 @@ def ask_batch(
         ids = out.new_tokens[i].tolist()
         ids = ids[: next((j + 1 for j, t in enumerate(ids) if t in eos), len(ids))]  # drop pads after EOS
         text = tokenizer.decode(ids, skip_special_tokens=True).strip()
-        trace = [step[i] for step in out.trace if i < len(step)]
+        trace = [step[i] for step in out.trace if i < len(step)][: len(ids)]  # steps of this sample's tokens
         answers.append(
             Answer(
                 question=question,
