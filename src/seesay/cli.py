@@ -126,7 +126,9 @@ def profile(
         str | None, typer.Option("--model", "-m", help="Model path or hub id (default: the demo model).")
     ] = None,
     n: Annotated[int, typer.Option("--n", help="Number of records to profile on.")] = 100,
-    out: Annotated[Path | None, typer.Option(help="Where to save the profile (JSON).")] = None,
+    out: Annotated[
+        Path, typer.Option(help="Where to save the profile (JSON) that --method vea loads.")
+    ] = Path("seesay_profile.json"),
     image_root: Annotated[
         Path | None, typer.Option(help="Folder the records' image paths are relative to.")
     ] = None,
@@ -178,9 +180,8 @@ def profile(
         )
     out_console.print(table)
     out_console.print(f"L_VG = {list(result.layers)}")
-    if out is not None:
-        result.save(out)
-        out_console.print(f"saved {out}  (use it with: --method vea --set profile={out})")
+    result.save(out)
+    out_console.print(f"saved {out}  (use it with: --method vea --set profile={out})")
 
 
 @app.command("eval")
