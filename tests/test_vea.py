@@ -323,3 +323,19 @@ def test_cli_profile_then_vea(tmp_path, capsys):
     assert code == 0
     assert json.loads(capsys.readouterr().out)["method"] == "vea"
     assert (tmp_path / "maps" / "0_highlighted.png").exists()
+
+
+def test_vea_batch_equals_one_at_a_time():
+    from tests.conftest import QUESTIONS, images, loaded_tiny
+
+    loaded = loaded_tiny("qwen2_vl")
+    imgs = images(3)
+    method = VEA(VEAConfig(layer_set="second_half"))
+    settings = GenerationSettings(max_new_tokens=4)
+    batched = method.generate(loaded, build_inputs(loaded, imgs, QUESTIONS), settings)
+    batched_maps = [m[0].emap for m in method.last_maps]
+    for i in range(3):
+        alone = method.generate(loaded, build_inputs(loaded, [imgs[i]], [QUESTIONS[i]]), settings)
+        n = alone.new_tokens.shape[1]
+        assert torch.equal(batched.new_tokens[i, :n], alone.new_tokens[0])
+        np.testing.assert_allclose(batched_maps[i], method.last_maps[0][0].emap, atol=1e-5)
