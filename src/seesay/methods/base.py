@@ -49,6 +49,24 @@ class Method:
     ) -> DecodeOutput:
         raise NotImplementedError
 
+    @staticmethod
+    def run_engine(
+        loaded: LoadedModel,
+        inputs: dict,
+        settings: GenerationSettings,
+        logits_processor: LogitsProcessorList | None = None,
+        **engine: Any,
+    ) -> DecodeOutput:
+        """The decode loop on ``loaded`` with a method's hook / tap / hidden layers (``engine``)."""
+        return decode(
+            loaded.model,
+            inputs,
+            adapter=loaded.adapter,
+            settings=settings,
+            logits_processor=logits_processor,
+            **engine,
+        )
+
 
 @dataclass(frozen=True)
 class BaseConfig(MethodConfig):
@@ -68,10 +86,9 @@ class BaseMethod(Method):
         settings: GenerationSettings,
         logits_processor: LogitsProcessorList | None = None,
     ) -> DecodeOutput:
-        return decode(
-            loaded.model,
+        return self.run_engine(
+            loaded,
             batch.inputs,
-            adapter=loaded.adapter,
             settings=settings,
             logits_processor=logits_processor,
         )

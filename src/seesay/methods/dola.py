@@ -20,7 +20,7 @@ import torch
 from transformers import LogitsProcessorList
 
 from ..contrast import plausible_mask
-from ..decoding import DecodeOutput, GenerationSettings, StepState, decode
+from ..decoding import DecodeOutput, GenerationSettings, StepState
 from ..errors import ConfigError
 from ..lens import LogitLens
 from ..loading import LoadedModel, PreparedBatch
@@ -140,10 +140,9 @@ class DoLa(Method):
         logits_processor: LogitsProcessorList | None = None,
     ) -> DecodeOutput:
         step = DoLaStep(self.config, loaded, trace=self.trace)  # type: ignore[arg-type]
-        return decode(
-            loaded.model,
+        return self.run_engine(
+            loaded,
             batch.inputs,
-            adapter=loaded.adapter,
             settings=settings,
             hook=step,
             hidden_layers=step.capture_layers,

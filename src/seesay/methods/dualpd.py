@@ -25,7 +25,7 @@ import torch
 from transformers import LogitsProcessorList
 
 from ..contrast import SHIFT_METRICS, relative_top_filter
-from ..decoding import DecodeOutput, GenerationSettings, StepState, decode
+from ..decoding import DecodeOutput, GenerationSettings, StepState
 from ..errors import ConfigError
 from ..lens import LogitLens
 from ..loading import LoadedModel, PreparedBatch
@@ -270,10 +270,9 @@ class DualPD(Method):
         step = self.step_for(loaded, batch)
         needs_tap = bool(step.shift_layers) or cfg.filtering
         if not needs_tap and cfg.contrast == "none":
-            return decode(
-                loaded.model,
+            return self.run_engine(
+                loaded,
                 batch.inputs,
-                adapter=loaded.adapter,
                 settings=settings,
                 logits_processor=logits_processor,
             )
@@ -288,10 +287,9 @@ class DualPD(Method):
                 target=cfg.decay_target,
             )
         hidden = step.candidates if cfg.contrast != "none" else ()
-        return decode(
-            loaded.model,
+        return self.run_engine(
+            loaded,
             batch.inputs,
-            adapter=loaded.adapter,
             settings=settings,
             hook=step,
             tap=tap,

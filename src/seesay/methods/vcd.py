@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import torch
 from transformers import LogitsProcessorList
 
-from ..decoding import DecodeOutput, GenerationSettings, StepState, decode
+from ..decoding import DecodeOutput, GenerationSettings, StepState
 from ..errors import ConfigError
 from ..loading import LoadedModel, PreparedBatch
 from .base import Method, MethodConfig
@@ -148,10 +148,9 @@ class VCD(Method):
         if "pixel_values" not in batch.inputs:
             raise ConfigError("vcd needs pixel_values in the inputs (an image to noise)")
         step = VCDStep(self.config, loaded, batch.inputs, trace=self.trace)  # type: ignore[arg-type]
-        return decode(
-            loaded.model,
+        return self.run_engine(
+            loaded,
             batch.inputs,
-            adapter=loaded.adapter,
             settings=settings,
             hook=step,
             logits_processor=logits_processor,

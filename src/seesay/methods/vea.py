@@ -21,7 +21,7 @@ from transformers import LogitsProcessorList
 
 from ..adapters.base import ImageLayout
 from ..attribution import attention_rows
-from ..decoding import DecodeOutput, GenerationSettings, decode
+from ..decoding import DecodeOutput, GenerationSettings
 from ..errors import ConfigError
 from ..evidence import evidence_map, highlight
 from ..loading import LoadedModel, PreparedBatch, build_inputs, load_model
@@ -221,13 +221,7 @@ class VEA(Method):
         answer_batch = build_inputs(
             loaded, [[m.highlighted for m in sample] for sample in maps], [prompt(q) for q in batch.questions]
         )
-        out = decode(
-            loaded.model,
-            answer_batch.inputs,
-            adapter=loaded.adapter,
-            settings=settings,
-            logits_processor=logits_processor,
-        )
+        out = self.run_engine(loaded, answer_batch.inputs, settings, logits_processor)
         out.forward_passes += 1  # the attribution pass
         if self.trace:
             info = [
