@@ -3,11 +3,26 @@
 A LLaVA-architecture model with the Hugging Face classes: a CLIP-style vision tower (64 x 64 images,
 8-px patches -> 64 image tokens), a 2-layer MLP projector and a Llama-style language model with 8 layers,
 a word-level tokenizer over the benchmark's vocabulary, a CLIP image processor and a chat template
-(``USER: <image>\\n{question} ASSISTANT: {answer}</s>``). Loss: next-token cross-entropy on the answer and
-the end token. Reproducible from ``--seed`` (data, init, order). Saved with ``save_pretrained`` together with
-its processor, so ``seesay.load_model(out)`` / ``from_pretrained`` load it like any hub model.
+(``USER: <image>\n{question} ASSISTANT: {answer}</s>``). Saved with ``save_pretrained`` together with its
+processor, so ``seesay.load_model(out)`` / ``from_pretrained`` load it like any hub model. Reproducible from
+``--seed`` (data, extra questions, init, order): the same seed gives the same weights on the same machine.
 
-    python scripts/train_demo_model.py --out src/seesay/demo_model            # CPU (2 cores: < 60 min)
+Recipe (our choices, made to fit 60 minutes on 2 CPU cores):
+
+* **Several questions per image.** Each training image carries its own question (the record of
+  ``synthetic.generate("train", ...)``) and ``--questions-per-image - 1`` more about the same scene, as a
+  multi-turn conversation (``... ASSISTANT: a1</s>USER: q2 ASSISTANT: a2</s>...``). The first turn is the
+  exact single-turn prompt used at inference; the image and its 64 tokens are paid for once per 6 answers.
+* **Loss:** next-token cross-entropy on every answer and its end token, plus ``--aux-weight`` x a
+  per-patch auxiliary loss: a linear head (training only, not saved) on each projected image token predicts
+  the shape and the colour of the object covering most of that patch (``synthetic.object_mask``; "none" if
+  it covers under a quarter). It teaches the vision tower what an object is several times faster than the
+  answers alone (same wall time: 81% vs 68% iid at step 400). The colour prior of the training split is
+  untouched, so the language model can still learn to answer from it.
+* AdamW (betas 0.9/0.98, weight decay 0.05 on matrices), lr 1e-3, linear warm-up then cosine to 5%,
+  gradient clipping at 1, batches of 32 images (192 answers).
+
+    python scripts/train_demo_model.py --out src/seesay/demo_model            # CPU, 2 cores: ~50 min
     python scripts/train_demo_model.py --device cuda --out src/seesay/demo_model
 """
 
@@ -128,11 +143,22 @@ def build_processor(tok: PreTrainedTokenizerFast) -> LlavaProcessor:
     return processor
 
 
+def image_bytes(images: list) -> torch.Tensor:
+    """``(n, 64, 64, 3)`` uint8: the images as stored for training (a quarter of float32's memory)."""
+    return torch.from_numpy(np.stack([np.asarray(im, dtype=np.uint8) for im in images]))
+
+
+def normalize(batch: torch.Tensor) -> torch.Tensor:
+    """The processor's transform for 64 x 64 images (identity resize/crop, rescale, normalise)."""
+    mean = torch.tensor(MEAN, dtype=torch.float32)
+    std = torch.tensor(STD, dtype=torch.float32)
+    x = (batch.float() / 255.0 - mean) / std
+    return x.permute(0, 3, 1, 2).contiguous()
+
+
 def pixels(images: list) -> torch.Tensor:
-    """The processor's transform for 64 x 64 images (identity resize/crop, rescale, normalise), batched."""
-    arr = np.stack([np.asarray(im, dtype=np.float32) / 255.0 for im in images])
-    arr = (arr - np.array(MEAN, dtype=np.float32)) / np.array(STD, dtype=np.float32)
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
+    """:func:`normalize` of a list of PIL images."""
+    return normalize(image_bytes(images))
 
 
 class Encoder:
@@ -156,23 +182,78 @@ class Encoder:
             self.cache[question] = ids[:at] + [image_id] * self.n_image + ids[at + 1 :]
         return self.cache[question]
 
+    def turn_ids(self, question: str) -> list[int]:
+        """A later turn's prompt, ``USER: {question} ASSISTANT:``, as the chat template writes it."""
+        key = "\0turn\0" + question
+        if key not in self.cache:
+            self.cache[key] = self.tok(f"USER: {question} ASSISTANT:", add_special_tokens=False)["input_ids"]
+        return self.cache[key]
+
+    def answer_ids(self, answer: str) -> list[int]:
+        return self.tok(" " + answer, add_special_tokens=False)["input_ids"] + [self.tok.eos_token_id]
+
     def batch(self, records: list[dict]) -> dict[str, torch.Tensor]:
+        """One multi-turn conversation per image: the record's question first (exactly the single-turn
+        prompt used at inference), then its ``extra`` questions as later turns; loss on the answers."""
         rows, labels = [], []
         for r in records:
-            p = self.prompt_ids(r["question"])
-            a = self.tok(" " + r["answer"], add_special_tokens=False)["input_ids"] + [self.tok.eos_token_id]
-            rows.append(p + a)
-            labels.append([-100] * len(p) + a)
+            turns = [(r["question"], r["answer"]), *r.get("extra", ())]
+            ids: list[int] = []
+            lab: list[int] = []
+            for k, (question, answer) in enumerate(turns):
+                p = self.prompt_ids(question) if k == 0 else self.turn_ids(question)
+                a = self.answer_ids(answer)
+                ids += p + a
+                lab += [-100] * len(p) + a
+            rows.append(ids)
+            labels.append(lab)
         width = max(len(x) for x in rows)
         pad = self.tok.pad_token_id
-        ids = torch.full((len(rows), width), pad)
-        lab = torch.full((len(rows), width), -100)
+        ids_t = torch.full((len(rows), width), pad)
+        lab_t = torch.full((len(rows), width), -100)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, (x, y) in enumerate(zip(rows, labels, strict=True)):
-            ids[i, : len(x)] = torch.tensor(x)
-            lab[i, : len(y)] = torch.tensor(y)
+            ids_t[i, : len(x)] = torch.tensor(x)
+            lab_t[i, : len(y)] = torch.tensor(y)
             mask[i, : len(x)] = 1
-        return {"input_ids": ids, "attention_mask": mask, "labels": lab}
+        return {"input_ids": ids_t, "attention_mask": mask, "labels": lab_t}
+
+
+def extra_questions(records: list[dict], per_image: int, seed: int) -> None:
+    """Add ``per_image - 1`` more (question, answer) pairs about each record's scene under ``extra``:
+    different questions, question types spread as evenly as the scene allows; deterministic in ``seed``."""
+    rng = np.random.default_rng([seed, 7])
+    for r in records:
+        scene, seen = r["scene"], {r["question"]}
+        qtypes = synthetic._possible_qtypes(scene)
+        extra = []
+        for _ in range(8 * per_image):
+            if len(extra) >= per_image - 1:
+                break
+            used = [r["qtype"], *(q for q, _, _ in extra)]
+            fewest = min(used.count(t) for t in qtypes)
+            qtype = synthetic._pick(rng, [t for t in qtypes if used.count(t) == fewest])
+            question, answer, _ = synthetic._ask(rng, scene, qtype)
+            if question not in seen:
+                seen.add(question)
+                extra.append((qtype, question, answer))
+        r["extra"] = [(q, a) for _, q, a in extra]
+
+
+def patch_labels(scene: synthetic.Scene, patch: int = 8) -> np.ndarray:
+    """``(patches, 3)`` int64 auxiliary targets of the vision features, per image patch (row-major), about
+    the object covering most of the patch's pixels (0 = none: fewer than a quarter of them covered):
+    its shape class, its colour class, and the patch column (1-based) that holds its box centre."""
+    grid = synthetic.object_mask(scene)
+    side = scene.size // patch
+    grid = grid.reshape(side, patch, side, patch).transpose(0, 2, 1, 3).reshape(-1, patch * patch)
+    counts = np.stack([(grid == k + 1).sum(1) for k in range(len(scene.objects))], 1)
+    best = counts.argmax(1)
+    covered = counts.max(1) >= patch * patch / 4
+    shapes = np.array([synthetic.SHAPES.index(o.shape) + 1 for o in scene.objects])
+    colors = np.array([synthetic.COLORS.index(o.color) + 1 for o in scene.objects])
+    columns = np.array([(o.box[0] + o.box[2]) // 2 // patch + 1 for o in scene.objects])
+    return (np.stack([shapes[best], colors[best], columns[best]], 1) * covered[:, None]).astype(np.int64)
 
 
 @torch.no_grad()
@@ -210,19 +291,28 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--prior", type=float, default=0.9)
-    ap.add_argument("--train-samples", type=int, default=60000)
-    ap.add_argument("--steps", type=int, default=6000)
-    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--train-samples", type=int, default=100000)
+    ap.add_argument("--steps", type=int, default=3200)
+    ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--warmup", type=int, default=300)
+    ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--layers", type=int, default=8)
     ap.add_argument("--hidden", type=int, default=192)
     ap.add_argument("--heads", type=int, default=6)
     ap.add_argument("--vision-hidden", type=int, default=128)
     ap.add_argument("--vision-layers", type=int, default=4)
-    ap.add_argument("--eval-every", type=int, default=1000)
+    ap.add_argument("--eval-every", type=int, default=400)
+    ap.add_argument("--eval-samples", type=int, default=500, help="held-out questions per split per check")
     ap.add_argument("--max-minutes", type=float, default=60.0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--questions-per-image", type=int, default=6)
+    ap.add_argument("--aux-weight", type=float, default=0.5)
+    ap.add_argument(
+        "--position-weight",
+        type=float,
+        default=0.0,
+        help="weight of the auxiliary object-column target (0: off; 0.5 did not teach left/right)",
+    )
     ap.add_argument(
         "--init-from", type=Path, help="continue from a saved model's weights (same architecture)"
     )
@@ -248,13 +338,29 @@ def main() -> None:
     print(f"model: {n_params / 1e6:.2f} M parameters, {args.layers} text layers", flush=True)
 
     train = synthetic.generate("train", args.train_samples, seed=args.seed, prior=args.prior)
-    train_pixels = pixels([synthetic.render(r["scene"]) for r in train])
-    iid = synthetic.generate("iid", 1000, seed=args.seed + 1000, prior=args.prior)
-    counterfactual = synthetic.generate("counterfactual", 1000, seed=args.seed + 1000, prior=args.prior)
+    train_images = image_bytes([synthetic.render(r["scene"]) for r in train])
+    extra_questions(train, args.questions_per_image, args.seed)
+    train_targets = torch.from_numpy(np.stack([patch_labels(r["scene"]) for r in train]))
+    iid = synthetic.generate("iid", args.eval_samples, seed=args.seed + 1000, prior=args.prior)
+    counterfactual = synthetic.generate("counterfactual", args.eval_samples, seed=args.seed + 1000)
     print(f"data: {len(train)} training samples rendered in {time.time() - t0:.0f} s", flush=True)
 
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    # Auxiliary head (training only, not saved): from each projected image token, predict the shape and
+    # the colour of the object under that patch. It teaches the vision tower what an object is far faster
+    # than the answer tokens alone.
+    aux_sizes = [len(synthetic.SHAPES) + 1, len(synthetic.COLORS) + 1]  # covering shape, colour
+    if args.position_weight > 0:  # + the column of the object's centre
+        aux_sizes.append(synthetic.IMAGE_SIZE // 8 + 1)
+    aux_head = torch.nn.Linear(args.hidden, sum(aux_sizes))
+    aux_head = aux_head.to(args.device)
+    projected: dict[str, torch.Tensor] = {}
+    model.model.multi_modal_projector.register_forward_hook(
+        lambda _m, _i, out: projected.__setitem__("features", out)
+    )
+    use_aux = args.aux_weight > 0 or args.position_weight > 0
+    params = list(model.parameters()) + (list(aux_head.parameters()) if use_aux else [])
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
         lr=args.lr,
@@ -267,6 +373,18 @@ def main() -> None:
         frac = (step - args.warmup) / max(1, args.steps - args.warmup)
         return args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
 
+    def evaluate(step: int, loss: float) -> dict:
+        acc_iid = accuracy(model, encoder, iid, args.device)
+        acc_cf = accuracy(model, encoder, counterfactual, args.device)
+        print(f"eval step {step}: iid {acc_iid:.3f} counterfactual {acc_cf:.3f}", flush=True)
+        return {
+            "step": step,
+            "loss": loss,
+            "iid": acc_iid,
+            "counterfactual": acc_cf,
+            "seconds": time.time() - t0,
+        }
+
     gen = torch.Generator().manual_seed(args.seed)
     use_bf16 = args.device.startswith("cuda")
     log = []
@@ -277,40 +395,41 @@ def main() -> None:
             idx = order[start : start + args.batch_size]
             batch = encoder.batch([train[i] for i in idx.tolist()])
             batch = {k: v.to(args.device) for k, v in batch.items()}
-            pv = train_pixels[idx].to(args.device)
+            pv = normalize(train_images[idx]).to(args.device)
             for group in opt.param_groups:
                 group["lr"] = lr_at(step)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
                 loss = model(**batch, pixel_values=pv).loss
+                loss_total = loss
+                if use_aux:
+                    logits = aux_head(projected["features"].reshape(-1, args.hidden)).float()
+                    targets = train_targets[idx].reshape(-1, 3).to(args.device)
+                    parts = logits.split(aux_sizes, dim=-1)
+                    ce = [torch.nn.functional.cross_entropy(x, targets[:, k]) for k, x in enumerate(parts)]
+                    loss_total = loss + args.aux_weight * (ce[0] + ce[1])
+                    if args.position_weight > 0:
+                        loss_total = loss_total + args.position_weight * ce[2]
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            loss_total.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             step += 1
             if step % 100 == 0:
                 print(
-                    f"step {step} loss {loss.item():.4f} lr {lr_at(step):.2e} ({time.time() - t0:.0f} s)",
+                    f"step {step} loss {loss.item():.4f} aux {(loss_total - loss).item():.4f} "
+                    f"lr {lr_at(step):.2e} ({time.time() - t0:.0f} s)",
                     flush=True,
                 )
             if step % args.eval_every == 0 or step == args.steps:
-                acc_iid = accuracy(model, encoder, iid[:500], args.device)
-                acc_cf = accuracy(model, encoder, counterfactual[:500], args.device)
-                log.append(
-                    {
-                        "step": step,
-                        "loss": loss.item(),
-                        "iid": acc_iid,
-                        "counterfactual": acc_cf,
-                        "seconds": time.time() - t0,
-                    }
-                )
-                print(f"eval step {step}: iid {acc_iid:.3f} counterfactual {acc_cf:.3f}", flush=True)
+                log.append(evaluate(step, loss.item()))
             if step >= args.steps or (time.time() - t0) / 60 > args.max_minutes:
                 break
         if (time.time() - t0) / 60 > args.max_minutes:
             print("time budget reached", flush=True)
             break
 
+    if not log or log[-1]["step"] != step:
+        log.append(evaluate(step, loss.item()))
     model = model.float().cpu().eval()
     args.out.mkdir(parents=True, exist_ok=True)
     # Weights stored in float16 (half the size in the package); the config says float32, so

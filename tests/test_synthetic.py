@@ -10,6 +10,7 @@ import pytest
 
 from seesay.data import load_visual_cot
 from seesay.synthetic import (
+    BACKGROUND,
     COLORS,
     IMAGE_SIZE,
     QTYPES,
@@ -20,6 +21,7 @@ from seesay.synthetic import (
     Scene,
     SceneObject,
     generate,
+    object_mask,
     render,
     sample_scene,
     write_split,
@@ -151,6 +153,18 @@ def test_evidence_boxes_hold_the_objects(train300):
             else:
                 same = [o["box"] for o in objs if o["shape"] == shape] or [o["box"] for o in objs]
                 assert sorted(r["bboxs"]) == sorted(same)
+
+
+def test_object_mask_is_what_render_paints(train300):
+    for r in train300[:60]:
+        scene = r["scene"]
+        mask = object_mask(scene)
+        painted = (np.asarray(render(scene)) != np.array(BACKGROUND)).any(-1)
+        assert np.array_equal(mask > 0, painted)
+        for k, obj in enumerate(scene.objects):
+            ys, xs = np.nonzero(mask == k + 1)
+            x0, y0, x1, y1 = obj.box
+            assert xs.size > 0 and xs.min() >= x0 and xs.max() < x1 and ys.min() >= y0 and ys.max() < y1
 
 
 def test_background_and_shapes_render():

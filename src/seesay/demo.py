@@ -65,7 +65,15 @@ def _first_word(text: str) -> str:
     return text.strip().split(" ")[0] if text.strip() else ""
 
 
-def _answers(loaded: LoadedModel, method: Method, records: list[dict], batch_size: int) -> list[str]:
+def heldout(split: str, n: int) -> list[dict]:
+    """The demo's held-out questions: the first ``n`` of ``split`` under :data:`HELDOUT_SEED`."""
+    return synthetic.generate(split, n, seed=HELDOUT_SEED)
+
+
+def answer_first_words(
+    loaded: LoadedModel, method: Method, records: list[dict], batch_size: int = 50
+) -> list[str]:
+    """``method``'s answer to each synthetic record, first word only (the answers are one word)."""
     tokenizer = loaded.processor.tokenizer
     out = []
     for start in range(0, len(records), batch_size):
@@ -167,13 +175,13 @@ def run_demo(
             "train it with scripts/train_demo_model.py"
         )
     loaded = load_model(path, dtype="float32")
-    splits = {s: synthetic.generate(s, n, seed=HELDOUT_SEED) for s in ("iid", "counterfactual")}
+    splits = {s: heldout(s, n) for s in ("iid", "counterfactual")}
     report = DemoReport(n=n)
     per_split_answers: dict[str, dict[str, list[str]]] = {}
     for name, method in demo_methods().items():
         report.accuracy[name] = {}
         for split, records in splits.items():
-            answers = _answers(loaded, method, records, batch_size)
+            answers = answer_first_words(loaded, method, records, batch_size)
             per_split_answers.setdefault(split, {})[name] = answers
             report.accuracy[name][split] = float(
                 np.mean([a == r["answer"] for a, r in zip(answers, records, strict=True)])

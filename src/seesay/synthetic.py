@@ -158,22 +158,35 @@ def sample_scene(
 # --------------------------------------------------------------------------------------------- images
 
 
+def _draw(draw: ImageDraw.ImageDraw, obj: SceneObject, fill) -> None:
+    x0, y0, x1, y1 = obj.box
+    if obj.shape == "circle":
+        draw.ellipse((x0, y0, x1 - 1, y1 - 1), fill=fill)
+    elif obj.shape == "square":
+        draw.rectangle((x0, y0, x1 - 1, y1 - 1), fill=fill)
+    elif obj.shape == "triangle":
+        draw.polygon([(x0, y1 - 1), (x1 - 1, y1 - 1), ((x0 + x1 - 1) / 2, y0)], fill=fill)
+    else:
+        raise ValueError(f"unknown shape {obj.shape!r}")
+
+
 def render(scene: Scene) -> Image.Image:
     """The scene as an RGB image: flat colours, no anti-aliasing, so the same scene gives the same pixels."""
     image = Image.new("RGB", (scene.size, scene.size), BACKGROUND)
     draw = ImageDraw.Draw(image)
     for obj in scene.objects:
-        x0, y0, x1, y1 = obj.box
-        fill = RGB[obj.color]
-        if obj.shape == "circle":
-            draw.ellipse((x0, y0, x1 - 1, y1 - 1), fill=fill)
-        elif obj.shape == "square":
-            draw.rectangle((x0, y0, x1 - 1, y1 - 1), fill=fill)
-        elif obj.shape == "triangle":
-            draw.polygon([(x0, y1 - 1), (x1 - 1, y1 - 1), ((x0 + x1 - 1) / 2, y0)], fill=fill)
-        else:
-            raise ValueError(f"unknown shape {obj.shape!r}")
+        _draw(draw, obj, RGB[obj.color])
     return image
+
+
+def object_mask(scene: Scene) -> np.ndarray:
+    """``(size, size)`` uint8 array: ``k + 1`` where object ``k`` of ``scene.objects`` is drawn, 0 elsewhere
+    (the same pixels :func:`render` paints)."""
+    image = Image.new("L", (scene.size, scene.size), 0)
+    draw = ImageDraw.Draw(image)
+    for k, obj in enumerate(scene.objects):
+        _draw(draw, obj, k + 1)
+    return np.asarray(image).copy()
 
 
 # ------------------------------------------------------------------------------------------ questions
@@ -334,6 +347,7 @@ __all__ = [
     "SceneObject",
     "generate",
     "make_sample",
+    "object_mask",
     "render",
     "sample_scene",
     "write_split",
