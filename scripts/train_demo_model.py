@@ -168,6 +168,7 @@ class Encoder:
         self.processor, self.tok = processor, processor.tokenizer
         self.n_image = synthetic.IMAGE_SIZE // 8 * (synthetic.IMAGE_SIZE // 8)
         self.cache: dict[str, list[int]] = {}
+        self.turn_cache: dict[str, list[int]] = {}
 
     def prompt_ids(self, question: str) -> list[int]:
         if question not in self.cache:
@@ -184,10 +185,10 @@ class Encoder:
 
     def turn_ids(self, question: str) -> list[int]:
         """A later turn's prompt, ``USER: {question} ASSISTANT:``, as the chat template writes it."""
-        key = "\0turn\0" + question
-        if key not in self.cache:
-            self.cache[key] = self.tok(f"USER: {question} ASSISTANT:", add_special_tokens=False)["input_ids"]
-        return self.cache[key]
+        if question not in self.turn_cache:
+            text = f"USER: {question} ASSISTANT:"
+            self.turn_cache[question] = self.tok(text, add_special_tokens=False)["input_ids"]
+        return self.turn_cache[question]
 
     def answer_ids(self, answer: str) -> list[int]:
         return self.tok(" " + answer, add_special_tokens=False)["input_ids"] + [self.tok.eos_token_id]
