@@ -38,6 +38,10 @@ def attention_rows(loaded: LoadedModel, batch: PreparedBatch, layers: Sequence[i
 def rapt(row: np.ndarray, segments: dict[str, np.ndarray], prompt: np.ndarray) -> dict[str, float]:
     """RAPT of each segment (bool masks over positions) relative to the whole ``prompt`` mask."""
     row = np.asarray(row, dtype=np.float64)
+    prompt = np.asarray(prompt, dtype=bool)
+    for name, mask in {"prompt": prompt, **segments}.items():
+        if np.shape(mask) != row.shape:
+            raise ValueError(f"RAPT: the {name} mask has shape {np.shape(mask)}, the row {row.shape}")
     base = row[prompt].mean() if prompt.any() else float("nan")
     return {
         name: float(row[mask].mean() / base) if mask.any() and base > 0 else float("nan")

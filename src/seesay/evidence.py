@@ -24,9 +24,15 @@ from .adapters.base import ImageGrid, ImageLayout
 
 
 def mean_over_layers(rows: np.ndarray) -> np.ndarray:
-    """Eq. 1: [n_layers, n_tokens] attention -> [n_tokens] evidence scores."""
+    """Eq. 1: [n_layers, n_tokens] attention -> [n_tokens] evidence scores (a [n_tokens] row is returned)."""
     rows = np.asarray(rows, dtype=np.float64)
-    return rows.mean(axis=0) if rows.ndim == 2 else rows
+    if rows.ndim == 1:
+        return rows
+    if rows.ndim != 2:
+        raise ValueError(f"mean_over_layers expects [n_layers, n_tokens] attention, got shape {rows.shape}")
+    if rows.shape[0] == 0:
+        raise ValueError("mean_over_layers got no layers (an empty layer set)")
+    return rows.mean(axis=0)
 
 
 def denoise(grid: np.ndarray, lam: float = 10.0) -> np.ndarray:
@@ -52,12 +58,26 @@ def denoise(grid: np.ndarray, lam: float = 10.0) -> np.ndarray:
 
 def pixel_sigma(sigma: float, canvas_hw: tuple[int, int]) -> float:
     """sigma <= 1: a fraction of the canvas' shorter side; > 1: pixels."""
+    if not np.isfinite(sigma) or sigma < 0:
+        raise ValueError(f"sigma must be a finite number >= 0, got {sigma}")
     return sigma * min(canvas_hw) if sigma <= 1 else sigma
 
 
 def paint(values: np.ndarray, boxes: np.ndarray, canvas_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Paint one value per box onto a canvas; returns (canvas, coverage mask)."""
     h, w = canvas_hw
+    if h <= 0 or w <= 0:
+        raise ValueError(f"paint needs a non-empty canvas, got (height, width) = {canvas_hw}")
+    values = np.asarray(values, dtype=np.float64).ravel()
+    boxes = np.asarray(boxes, dtype=np.float64)
+    if boxes.size == 0:
+        boxes = boxes.reshape(0, 4)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"paint expects [n, 4] boxes (x0, y0, x1, y1), got shape {boxes.shape}")
+    if len(values) != len(boxes):
+        raise ValueError(f"paint got {len(values)} values for {len(boxes)} boxes")
+    if not np.isfinite(boxes).all():
+        raise ValueError("paint got a box with a non-finite coordinate")
     canvas = np.zeros((h, w), dtype=np.float64)
     covered = np.zeros((h, w), dtype=bool)
     for value, (x0, y0, x1, y1) in zip(values, np.rint(boxes).astype(int), strict=True):
@@ -67,8 +87,13 @@ def paint(values: np.ndarray, boxes: np.ndarray, canvas_hw: tuple[int, int]) -> 
 
 
 def smooth(canvas: np.ndarray, sigma: float) -> np.ndarray:
-    """Eq. 3's blur (reflecting edges); sigma as in :func:`pixel_sigma`, 0 turns it off."""
-    if sigma <= 0:
+    """Eq. 3's blur (reflecting edges) of a 2-D canvas; sigma as in :func:`pixel_sigma`, 0 turns it off."""
+    canvas = np.asarray(canvas)
+    if canvas.ndim != 2:
+        raise ValueError(f"smooth expects a 2-D [height, width] canvas, got shape {canvas.shape}")
+    if not np.isfinite(sigma) or sigma < 0:
+        raise ValueError(f"sigma must be a finite number >= 0, got {sigma}")
+    if sigma == 0:
         return canvas.astype(np.float64, copy=True)
     return gaussian_filter(canvas.astype(np.float64), sigma=pixel_sigma(sigma, canvas.shape))
 
@@ -76,6 +101,12 @@ def smooth(canvas: np.ndarray, sigma: float) -> np.ndarray:
 def minmax(x: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
     """Min-max normalise to [0, 1] (over ``where`` if given, 0 elsewhere); a constant map becomes 0."""
     x = np.asarray(x, dtype=np.float64)
+    if where is not None:
+        where = np.asarray(where)
+        if where.dtype != bool or where.shape != x.shape:
+            raise ValueError(
+                f"minmax: 'where' must be a bool mask of shape {x.shape}, got {where.dtype} {where.shape}"
+            )
     sel = x if where is None else x[where]
     if sel.size == 0:
         return np.zeros_like(x)
@@ -91,6 +122,7 @@ def highlight(image: Image.Image, emap: np.ndarray, alpha: float = 0.5) -> Image
     if not 0 <= alpha <= 1:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     arr = np.asarray(image.convert("RGB"), dtype=np.float64)
+    emap = np.asarray(emap, dtype=np.float64)
     if emap.shape != arr.shape[:2]:
         raise ValueError(f"evidence map {emap.shape} does not match the image {arr.shape[:2]}")
     gain = (alpha + (1 - alpha) * emap)[..., None]
@@ -115,7 +147,12 @@ def block_map(
     block: ImageGrid, scores: np.ndarray, lam: float = 10.0, sigma: float = 0.5, use_denoise: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """Eqs. 2-3 (before normalisation) for one block: (blurred canvas, coverage), both [H_in, W_in]."""
-    grid = np.asarray(scores, dtype=np.float64).reshape(block.rows, block.cols)
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.size != block.rows * block.cols:
+        raise ValueError(
+            f"block {block.name!r} has {block.rows}x{block.cols} tokens, got {scores.size} scores"
+        )
+    grid = scores.reshape(block.rows, block.cols)
     if use_denoise:
         grid = denoise(grid, lam)
     w_in, h_in = block.input_size
@@ -131,6 +168,12 @@ def evidence_map(
     use_denoise: bool = True,
 ) -> np.ndarray:
     """Eqs. 2-3 for one image: token scores (in ``layout.positions`` order) -> [H, W] map in [0, 1]."""
+    token_scores = np.asarray(token_scores, dtype=np.float64)
+    if token_scores.ndim != 1 or len(token_scores) != len(layout.positions):
+        raise ValueError(
+            f"evidence_map expects one score per image token ({len(layout.positions)}), "
+            f"got shape {token_scores.shape}"
+        )
     size = layout.original_size
     total = np.zeros((size[1], size[0]))
     weight = np.zeros((size[1], size[0]))
@@ -143,27 +186,66 @@ def evidence_map(
     return minmax(np.where(seen, total / np.maximum(weight, 1), 0.0), where=seen)
 
 
-def box_labels(layout: ImageLayout, boxes, rule: str = "any") -> np.ndarray:
-    """Per image token (``layout.positions`` order): 1 if its pixel box overlaps an evidence box.
+def _union_cells(boxes: np.ndarray) -> np.ndarray:
+    """The union of ``boxes`` ([m, 4]) as disjoint rectangles [k, 4]: the cells of the grid their edges
+    span that some box covers, merged along y within each column."""
+    xs, ys = np.unique(boxes[:, [0, 2]]), np.unique(boxes[:, [1, 3]])
+    if len(xs) < 2 or len(ys) < 2:
+        return np.zeros((0, 4))
+    in_x = (boxes[:, 0, None] <= xs[None, :-1]) & (xs[None, 1:] <= boxes[:, 2, None])  # [m, columns]
+    in_y = (boxes[:, 1, None] <= ys[None, :-1]) & (ys[None, 1:] <= boxes[:, 3, None])  # [m, rows]
+    cells = (in_y[:, :, None] & in_x[:, None, :]).any(axis=0)  # [rows, columns]
+    rects = []
+    for c in range(cells.shape[1]):
+        edges = np.diff(np.concatenate(([0], cells[:, c].astype(np.int8), [0])))
+        for r0, r1 in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+            rects.append((xs[c], ys[r0], xs[c + 1], ys[r1]))
+    return np.asarray(rects, dtype=np.float64).reshape(-1, 4)
 
-    ``boxes``: [x0, y0, x1, y1] in original pixels. Rules: "any" overlap (VEA's), "half" of the token's
-    area, or "all" of it inside one box. Tokens without a box (LLaVA-NeXT newlines) are 0.
+
+def box_labels(layout: ImageLayout, boxes, rule: str = "any") -> np.ndarray:
+    """Per image token (``layout.positions`` order): 1 if the evidence boxes cover its pixel box.
+
+    ``boxes``: [x0, y0, x1, y1] in original pixels (one box or a list). The rules are applied to the UNION
+    of the boxes, as VEA's reference does (ZhiningLiu1998/VEA c03e995c3c8d444a6e0835a0fdb023f6cbffd4c1,
+    ``vea/evidence.py``: one pixel mask painted from every box, then ``_reduce_to_patches``): "any" part of
+    the token covered (VEA's rule), at least "half" of its area, or "all" of it (a token tiled by two boxes
+    counts). Areas are exact in continuous pixel coordinates (VEA counts the pixels of boxes truncated to
+    integers on the model-input canvas). Tokens without a box (LLaVA-NeXT newlines) or with an empty one
+    are 0.
     """
     if rule not in ("any", "half", "all"):
         raise ValueError(f"rule must be 'any', 'half' or 'all', got {rule!r}")
+    arr = np.asarray(boxes, dtype=np.float64)
+    if arr.size % 4 or (arr.ndim > 1 and arr.shape[-1] != 4):
+        raise ValueError(f"boxes must be [x0, y0, x1, y1] (or a list of them), got shape {arr.shape}")
+    arr = arr.reshape(-1, 4)
+    if not np.isfinite(arr).all():
+        raise ValueError("an evidence box has a non-finite coordinate")
+    if ((arr[:, 2] < arr[:, 0]) | (arr[:, 3] < arr[:, 1])).any():
+        raise ValueError("an evidence box has x1 < x0 or y1 < y0")
     tok = layout.token_boxes  # [n, 4], NaN rows for newline tokens
     labels = np.zeros(len(tok), dtype=bool)
     valid = ~np.isnan(tok).any(axis=1)
-    area = np.maximum(tok[:, 2] - tok[:, 0], 0) * np.maximum(tok[:, 3] - tok[:, 1], 0)
-    for x0, y0, x1, y1 in np.asarray(boxes, dtype=np.float64).reshape(-1, 4):
-        ix = np.clip(np.minimum(tok[:, 2], x1) - np.maximum(tok[:, 0], x0), 0, None)
-        iy = np.clip(np.minimum(tok[:, 3], y1) - np.maximum(tok[:, 1], y0), 0, None)
-        inter = np.nan_to_num(ix * iy)
-        if rule == "any":
-            hit = inter > 0
-        elif rule == "half":
-            hit = inter >= 0.5 * np.nan_to_num(area)
-        else:
-            hit = (inter >= np.nan_to_num(area)) & (np.nan_to_num(area) > 0)
-        labels |= hit & valid
+    t = tok[valid]
+    area = np.maximum(t[:, 2] - t[:, 0], 0) * np.maximum(t[:, 3] - t[:, 1], 0)
+    covered = np.zeros(len(t))
+    rects = _union_cells(arr[(arr[:, 2] > arr[:, 0]) & (arr[:, 3] > arr[:, 1])])
+    for chunk in range(0, len(rects), 256):
+        r = rects[chunk : chunk + 256]
+        ix = np.clip(
+            np.minimum(t[:, 2, None], r[None, :, 2]) - np.maximum(t[:, 0, None], r[None, :, 0]), 0, None
+        )
+        iy = np.clip(
+            np.minimum(t[:, 3, None], r[None, :, 3]) - np.maximum(t[:, 1, None], r[None, :, 1]), 0, None
+        )
+        covered += (ix * iy).sum(axis=1)
+    tol = 1e-9 * area  # the union's area is a sum of products: allow its rounding
+    if rule == "any":
+        hit = covered > 0
+    elif rule == "half":
+        hit = covered >= 0.5 * area - tol
+    else:
+        hit = covered >= area - tol
+    labels[valid] = hit & (area > 0)
     return labels

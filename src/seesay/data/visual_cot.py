@@ -68,6 +68,8 @@ def _record(raw: object, index: int, path: Path, root: Path) -> EvidenceRecord:
         answers = [answers]
     if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
         raise DataError(f"{where} needs 'answer' (a string) or 'answers' (a list of strings)")
+    if not answers:
+        raise DataError(f"{where} has an empty 'answers' list: a record needs at least one reference answer")
     boxes = raw.get("bboxs", raw.get("bbox"))
     if boxes is None:
         raise DataError(f"{where} has no 'bboxs'")

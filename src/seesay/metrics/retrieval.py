@@ -4,7 +4,12 @@
     AUPRC = average precision = sum_k P@k * y_(k) / n_pos     (descending score; ties in stable order)
     NDCG  = DCG / IDCG,  DCG = sum_k y_(k) / log2(k + 1)      (over the whole ranking)
 
-Each returns NaN when it is undefined (AUROC with one class, AUPRC/NDCG without positives).
+Each returns NaN for a degenerate sample, one whose tokens are all evidence or all non-evidence: AUROC is
+undefined there, and AUPRC/NDCG are then NaN too (not a trivial 1.0 for an all-evidence sample), as VEA's
+reference ``score_attribution`` (ZhiningLiu1998/VEA c03e995c3c8d444a6e0835a0fdb023f6cbffd4c1,
+``vea/metrics.py``: ``if labels.min() == labels.max(): nan``) treats it. Callers average with ``nanmean``.
+Ties: AUROC counts them one half; AUPRC and NDCG rank tied scores in index order (VEA's sklearn
+``average_precision_score`` / ``ndcg_score`` treat a tie as one threshold / average it instead).
 """
 
 from __future__ import annotations
@@ -32,10 +37,10 @@ def auroc(scores, labels) -> float:
 
 
 def auprc(scores, labels) -> float:
-    """Average precision of the ranking by descending score."""
+    """Average precision of the ranking by descending score (NaN for a degenerate sample)."""
     s, y = _arrays(scores, labels)
     n_pos = int(y.sum())
-    if n_pos == 0:
+    if n_pos == 0 or n_pos == len(y):
         return float("nan")
     order = np.argsort(-s, kind="stable")
     hits = y[order]
@@ -44,10 +49,10 @@ def auprc(scores, labels) -> float:
 
 
 def ndcg(scores, labels) -> float:
-    """Normalised discounted cumulative gain of the ranking by descending score (binary relevance)."""
+    """NDCG of the ranking by descending score (binary relevance; NaN for a degenerate sample)."""
     s, y = _arrays(scores, labels)
     n_pos = int(y.sum())
-    if n_pos == 0:
+    if n_pos == 0 or n_pos == len(y):
         return float("nan")
     discounts = 1.0 / np.log2(np.arange(2, len(s) + 2))
     order = np.argsort(-s, kind="stable")

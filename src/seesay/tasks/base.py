@@ -44,7 +44,8 @@ Loader = Callable[[Path, Path | None], list[Sample]]
 class Task:
     """A benchmark: ``load(path, image_root)``, ``score(prediction, sample, mode)`` and its prompt.
 
-    ``primary`` names the score reported first; ``max_new_tokens`` follows the peers' protocol.
+    ``primary`` names the score reported first; ``max_new_tokens`` follows the peers' protocol;
+    ``modes`` are the metric conventions ``score`` accepts (the first is the default).
     """
 
     name: str
@@ -54,9 +55,11 @@ class Task:
     prompt_suffix: str = SHORT_ANSWER
     max_new_tokens: int = 16
     description: str = ""
+    modes: tuple[str, ...] = ("official", "lmms-eval")
 
-    def prompt(self, sample: Sample) -> str:
-        return sample.question + self.prompt_suffix
+    def prompt(self, sample: Sample, suffix: str | None = None) -> str:
+        """The question plus ``suffix`` (default: the task's :attr:`prompt_suffix`)."""
+        return sample.question + (self.prompt_suffix if suffix is None else suffix)
 
 
 TASKS: dict[str, Task] = {}
@@ -113,6 +116,8 @@ def answer_strings(raw: Any, path: Path, index: int | str) -> tuple[str, ...]:
             raise DataError(
                 f"{path}: record {index} has an answer that is neither a string nor {{'answer': str}}"
             )
+    if not out:
+        raise DataError(f"{path}: record {index} has no reference answers (an empty list)")
     return tuple(out)
 
 

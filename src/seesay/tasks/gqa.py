@@ -36,4 +36,13 @@ def score(prediction: str, sample: Sample, mode: str) -> dict[str, float]:
     return {"exact_match": gqa_exact_match(prediction, sample.answers[0], mode)}  # type: ignore[arg-type]
 
 
-register(Task("gqa", load, score, "exact_match", description="GQA (exact match)"))
+register(
+    Task(
+        "gqa",
+        load,
+        score,
+        "exact_match",
+        description="GQA (exact match)",
+        modes=("official", "lmms-eval", "llava"),
+    )
+)

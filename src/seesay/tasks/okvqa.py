@@ -14,4 +14,13 @@ def score(prediction: str, sample: Sample, mode: str) -> dict[str, float]:
     }  # type: ignore[arg-type]
 
 
-register(Task("okvqa", load_vqa_format, score, "vqa_accuracy", description="OK-VQA (VQA accuracy)"))
+register(
+    Task(
+        "okvqa",
+        load_vqa_format,
+        score,
+        "vqa_accuracy",
+        description="OK-VQA (VQA accuracy)",
+        modes=("official", "official-2016", "lmms-eval"),
+    )
+)

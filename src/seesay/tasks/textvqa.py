@@ -34,4 +34,13 @@ def score(prediction: str, sample: Sample, mode: str) -> dict[str, float]:
     }  # type: ignore[arg-type]
 
 
-register(Task("textvqa", load, score, "vqa_accuracy", description="TextVQA (VQA accuracy)"))
+register(
+    Task(
+        "textvqa",
+        load,
+        score,
+        "vqa_accuracy",
+        description="TextVQA (VQA accuracy)",
+        modes=("official", "official-2016", "lmms-eval"),
+    )
+)

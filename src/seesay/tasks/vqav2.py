@@ -59,4 +59,13 @@ def score(prediction: str, sample: Sample, mode: str) -> dict[str, float]:
     return {"vqa_accuracy": vqa_accuracy(prediction, sample.answers, mode)}  # type: ignore[arg-type]
 
 
-register(Task("vqav2", load_vqa_format, score, "vqa_accuracy", description="VQAv2 (VQA accuracy)"))
+register(
+    Task(
+        "vqav2",
+        load_vqa_format,
+        score,
+        "vqa_accuracy",
+        description="VQAv2 (VQA accuracy)",
+        modes=("official", "official-2016", "lmms-eval"),
+    )
+)
