@@ -437,6 +437,8 @@ def main() -> None:
     # from_pretrained(dtype="auto") gives a float32 model.
     model.to(torch.float16).save_pretrained(args.out)
     processor.save_pretrained(args.out)
+    # seesay's per-model settings: trained on bare questions, so evaluation appends no instruction
+    (args.out / "seesay.json").write_text(json.dumps({"prompt_suffix": ""}) + "\n")
     config = json.loads((args.out / "config.json").read_text())
     for part in (config, config.get("text_config", {}), config.get("vision_config", {})):
         if "dtype" in part:

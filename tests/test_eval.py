@@ -196,8 +196,10 @@ def test_evaluate_writes_predictions_summary_manifest(tmp_path):
         assert [r["index"] for r in rows] == list(range(5))
         assert {"id", "prediction", "references", "score", "config"} <= set(rows[0])
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert manifest["bench"] == "textvqa" and set(manifest["methods"]) == {"base", "dualpd"}
-    assert {"torch", "transformers", "seesay"} <= set(manifest["versions"]) and manifest["seed"] == 0
+    bench = manifest["benches"]["textvqa"]
+    assert set(bench["methods"]) == {"base", "dualpd"} and bench["seed"] == 0
+    assert bench["prompt_suffix"] == get_task("textvqa").prompt_suffix and bench["data_fingerprint"]
+    assert {"torch", "transformers", "seesay"} <= set(manifest["versions"])
     assert (tmp_path / "out" / "summary.csv").read_text().startswith("bench,method,metric,value")
 
 
@@ -211,6 +213,7 @@ def test_resume_drops_a_partial_line_and_fills_the_gaps(tmp_path):
     path.parent.mkdir(parents=True)
     lines = (tmp_path / "a" / "textvqa" / "base" / "predictions.jsonl").read_text().splitlines(keepends=True)
     path.write_text(lines[0] + lines[2] + lines[3][:17])  # two done (not contiguous), one cut mid-line
+    (tmp_path / "b" / "manifest.json").write_text((tmp_path / "a" / "manifest.json").read_text())
     resumed = evaluate(loaded, get_task("textvqa"), data, ["base"], tmp_path / "b", batch_size=2)
     rows = read_done(path)
     assert (

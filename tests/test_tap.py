@@ -53,12 +53,12 @@ def test_decode_step_logits_match_sdpa(loaded, batch3):
         step = {"input_ids": nxt, "attention_mask": mask, **loaded.adapter.next_position_inputs(mask, state)}
         results = {}
         for name, tap in (("plain", None), ("tap", AttentionTap()), ("exact", AttentionTap(exact=True))):
-            cache = copy.deepcopy(first.past_key_values)
+            cache = copy.deepcopy(first.cache)
             if tap is None:
-                results[name] = model(**step, past_key_values=cache).logits
+                results[name] = model(**step, cache=cache).logits
             else:
                 with attention_tap(model, tap):
-                    results[name] = model(**step, past_key_values=cache).logits
+                    results[name] = model(**step, cache=cache).logits
     assert (results["tap"] - results["plain"]).abs().max().item() <= 1e-5
     assert torch.equal(results["exact"], results["plain"])
 

@@ -48,6 +48,7 @@ def test_saves_a_hub_style_llava_with_processor(trained):
     assert loaded.model.dtype == torch.float32
     assert loaded.adapter.num_layers == 8  # the issue asks for >= 8 language layers
     assert json.loads((trained / "config.json").read_text())["dtype"] == "float32"
+    assert loaded.info["prompt_suffix"] == ""  # seesay.json: eval asks it bare questions, as trained
     log = json.loads((trained / "training_log.json").read_text())
     assert log["steps"] == 3 and log["log"][-1]["step"] == 3
     assert {"iid", "counterfactual"} <= set(log["log"][-1])

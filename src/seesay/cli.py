@@ -1,8 +1,14 @@
-"""The ``seesay`` command line: ``seesay ask --model M --image IMG --question Q --method base``."""
+"""The ``seesay`` command line: ``seesay ask --model M --image IMG --question Q --method base``.
+
+Every failure the user can cause ends in one line on stderr and exit code 2 (usage errors, bad input),
+130 after Ctrl-C; tracebacks are for bugs only.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,15 +17,44 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from .errors import SeesayError
+from .errors import ConfigError, SeesayError
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="Make vision-language models say what they see."
+    add_completion=False,
+    no_args_is_help=False,  # bare `seesay` is a usage error (one line), not a page of help
+    help="Make vision-language models say what they see.",
 )
 err_console = Console(stderr=True)
 out_console = Console()
 
 FALLBACK_MODEL = "tiny-random:llava"
+HELP_WIDTH = 150  # --help piped to a file or a pager: wide enough that no option name is cut
+
+
+def _method_keys() -> dict[str, list[str]]:
+    from .methods import METHODS
+
+    return {name: [f.name for f in dataclasses.fields(cls.config_class)] for name, cls in METHODS.items()}
+
+
+def _methods_help() -> str:
+    keys = _method_keys()
+    return "; ".join(f"{name} ({', '.join(k) if k else 'no options'})" for name, k in keys.items())
+
+
+def _model_help() -> str:
+    from .testing.tiny import FAMILIES
+
+    return (
+        "Model path or hub id (default: the bundled demo model); tiny-random:FAMILY builds a random "
+        f"tiny model offline, FAMILY one of {', '.join(FAMILIES)}."
+    )
+
+
+METHOD_HELP = "Method: " + ", ".join(_method_keys()) + " (docs/methods/)."
+KEYS_HELP = "Keys per method: " + _methods_help() + "."
+SET_HELP = "Method option KEY=VALUE (repeatable). " + KEYS_HELP
+MODEL_HELP = _model_help()
 
 
 def default_model() -> str:
@@ -35,13 +70,40 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise SeesayError(f"option {pair!r} is not KEY=VALUE")
+        if not sep or not key.strip():
+            raise ConfigError(f"option {pair!r} is not KEY=VALUE")
         try:
             options[key.strip().replace("-", "_")] = json.loads(raw)
         except json.JSONDecodeError:
             options[key.strip().replace("-", "_")] = raw
     return options
+
+
+def parse_method_options(pairs: list[str], methods: list[str]) -> dict[str, dict[str, Any]]:
+    """``--set dualpd.rho=0.2 --set vea.profile=p.json`` -> ``{"dualpd": {"rho": 0.2}, "vea": {...}}``.
+
+    A key without a ``METHOD.`` prefix is allowed when exactly one method runs.
+    """
+    per_method: dict[str, dict[str, Any]] = {m: {} for m in methods}
+    for key, value in parse_options(pairs).items():
+        name, dot, option = key.partition(".")
+        if not dot:
+            if len(methods) != 1:
+                raise ConfigError(
+                    f"option {key!r} needs its method: --set METHOD.{key}=... (methods: {', '.join(methods)})"
+                )
+            name, option = methods[0], key
+        if name not in per_method:
+            raise ConfigError(
+                f"--set {key}: {name!r} is not one of the methods of this run ({', '.join(methods)})"
+            )
+        per_method[name][option] = value
+    return per_method
+
+
+def unescape(text: str) -> str:
+    """``\\n`` and ``\\t`` typed on a command line become a newline and a tab."""
+    return text.replace("\\n", "\n").replace("\\t", "\t")
 
 
 @app.command()
@@ -50,14 +112,10 @@ def ask(
         list[Path], typer.Option("--image", "-i", help="Image file (repeat for several images).")
     ],
     question: Annotated[str, typer.Option("--question", "-q", help="The question to answer.")],
-    model: Annotated[
-        str | None, typer.Option("--model", "-m", help="Model path or hub id (default: the demo model).")
-    ] = None,
-    method: Annotated[
-        str, typer.Option(help="Method: base, dualpd, vea, dola or vcd (docs/methods/).")
-    ] = "base",
-    option: Annotated[list[str] | None, typer.Option("--set", "-s", help="Method option KEY=VALUE.")] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Maximum number of new tokens.")] = 32,
+    model: Annotated[str | None, typer.Option("--model", "-m", help=MODEL_HELP)] = None,
+    method: Annotated[str, typer.Option(help=METHOD_HELP)] = "base",
+    option: Annotated[list[str] | None, typer.Option("--set", "-s", help=SET_HELP)] = None,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Maximum number of new tokens.")] = 32,
     do_sample: Annotated[bool, typer.Option(help="Sample instead of greedy decoding.")] = False,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 1.0,
@@ -68,7 +126,8 @@ def ask(
     trust_remote_code: Annotated[bool, typer.Option(help="Allow the model's own remote code.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")] = False,
     trace: Annotated[
-        Path | None, typer.Option(help="Write the method's per-token trace as JSONL here.")
+        Path | None,
+        typer.Option(help="Write the method's per-token trace as JSONL here (dualpd, dola, vcd, vea)."),
     ] = None,
 ) -> None:
     """Answer a question about an image with the chosen decoding method."""
@@ -77,7 +136,7 @@ def ask(
     from .loading import load_model
     from .methods import get_method
 
-    options = parse_options(option or [])
+    options = parse_method_options(option or [], [method])[method] if option else {}
     settings = GenerationSettings(
         max_new_tokens=max_new_tokens,
         do_sample=do_sample,
@@ -88,11 +147,17 @@ def ask(
     )
     model = model or default_model()
     runner = get_method(method, **options)
+    if trace is not None and not runner.writes_trace:
+        from .methods import METHODS
+
+        tracing = ", ".join(n for n, cls in METHODS.items() if cls.writes_trace)
+        raise ConfigError(f"method {method!r} writes no per-token trace; --trace works with {tracing}")
     runner.trace = trace is not None
     loaded = load_model(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
     answer = ask_fn(loaded, [str(p) for p in image], question, method=runner, settings=settings)
     if trace is not None:
-        write_trace(trace, answer)
+        write_trace(trace, answer, getattr(loaded.processor, "tokenizer", loaded.processor))
+        err_console.print(f"trace: {len(answer.token_ids)} tokens written to {escape(str(trace))}")
     if as_json:
         payload = {
             "model": model,
@@ -106,15 +171,18 @@ def ask(
         return
     if loaded.info.get("random_weights"):
         err_console.print(f"[yellow]note:[/] {model} has random weights: its answer is noise (a smoke test)")
-    out_console.print(f"[bold]{method}[/] ({loaded.family}): {answer.text}")
+    out_console.print(f"[bold]{method}[/] ({loaded.family}): {escape(answer.text)}")
 
 
-def write_trace(path: Path, answer) -> None:
-    """One JSON line per generated token: the token and what the method logged at that step."""
+def write_trace(path: Path, answer, tokenizer: Any = None) -> None:
+    """One JSON line per generated token: its id, its text and what the method logged at that step."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as f:
+    tmp = path.with_name(path.name + ".part")
+    with tmp.open("w") as f:
         for token, step in zip(answer.token_ids, answer.trace, strict=False):
-            f.write(json.dumps({"token_id": token, **step}) + "\n")
+            text = tokenizer.decode([token]) if tokenizer is not None else None
+            f.write(json.dumps({"token_id": token, "token": text, **step}) + "\n")
+    tmp.replace(path)
 
 
 @app.command()
@@ -122,17 +190,15 @@ def profile(
     data: Annotated[
         Path, typer.Option("--data", "-d", help="Visual-CoT records (JSON or JSONL) with boxes.")
     ],
-    model: Annotated[
-        str | None, typer.Option("--model", "-m", help="Model path or hub id (default: the demo model).")
-    ] = None,
-    n: Annotated[int, typer.Option("--n", help="Number of records to profile on.")] = 100,
+    model: Annotated[str | None, typer.Option("--model", "-m", help=MODEL_HELP)] = None,
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of records to profile on.")] = 100,
     out: Annotated[
         Path, typer.Option(help="Where to save the profile (JSON) that --method vea loads.")
     ] = Path("seesay_profile.json"),
     image_root: Annotated[
         Path | None, typer.Option(help="Folder the records' image paths are relative to.")
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Records per forward pass.")] = 4,
+    batch_size: Annotated[int, typer.Option(min=1, help="Records per forward pass.")] = 4,
     top_fraction: Annotated[float, typer.Option(help="Fraction of layers kept as L_VG.")] = 0.1,
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
     device: Annotated[str | None, typer.Option(help="Device, e.g. cpu or cuda:0.")] = None,
@@ -192,20 +258,40 @@ def eval_command(
     data: Annotated[
         Path, typer.Option("--data", "-d", help="The benchmark's question/annotation file or parquet.")
     ],
-    model: Annotated[
-        str | None, typer.Option("--model", "-m", help="Model path or hub id (default: the demo model).")
+    model: Annotated[str | None, typer.Option("--model", "-m", help=MODEL_HELP)] = None,
+    methods: Annotated[
+        str, typer.Option(help="Comma-separated methods, e.g. base,dualpd,vea. " + METHOD_HELP)
+    ] = "base",
+    option: Annotated[
+        list[str] | None,
+        typer.Option("--set", "-s", help="METHOD.KEY=VALUE, e.g. dualpd.rho=0.2 (repeatable). " + KEYS_HELP),
     ] = None,
-    methods: Annotated[str, typer.Option(help="Comma-separated methods, e.g. base,dualpd,vea.")] = "base",
     out: Annotated[Path, typer.Option(help="Output folder (resumes what is there).")] = Path("runs/eval"),
+    overwrite: Annotated[
+        bool, typer.Option(help="Start again in --out even if it holds another run's results.")
+    ] = False,
     image_root: Annotated[
         Path | None, typer.Option(help="Image folder (default: the format's usual place).")
     ] = None,
-    limit: Annotated[int | None, typer.Option(help="Evaluate only the first N samples.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Samples per batch.")] = 8,
+    allow_images_outside_root: Annotated[
+        bool, typer.Option(help="Accept image paths in the data file that leave the image root.")
+    ] = False,
+    limit: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N samples.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Samples per batch.")] = 8,
     max_new_tokens: Annotated[
-        int | None, typer.Option(help="Default: the benchmark's (16, DocVQA 32).")
+        int | None, typer.Option(min=1, help="Default: the benchmark's (16, DocVQA 32).")
     ] = None,
-    metric_mode: Annotated[str, typer.Option(help="official or lmms-eval normalisation.")] = "official",
+    prompt_suffix: Annotated[
+        str | None,
+        typer.Option(
+            help="Text appended to each question (\\n for a newline). Default: the model's own setting "
+            "(seesay.json beside its config; the bundled model: none), else the benchmark's "
+            "(the short-answer instruction)."
+        ),
+    ] = None,
+    metric_mode: Annotated[
+        str, typer.Option(help="Metric conventions: official or lmms-eval (docs/evaluation.md).")
+    ] = "official",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
     device: Annotated[str | None, typer.Option(help="Device (default: this process' accelerator).")] = None,
@@ -219,12 +305,22 @@ def eval_command(
     from rich.table import Table
 
     from .decoding import GenerationSettings
-    from .evaluation import Dist, evaluate
+    from .evaluation import Dist, check_metric_mode, evaluate, refuse_single_process_cpu_launch
     from .loading import load_model
+    from .methods import get_method
     from .tasks import get_task
 
     model = model or default_model()
     task = get_task(bench)
+    check_metric_mode(task, metric_mode)
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    if not names:
+        raise ConfigError("--methods names no method")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--methods lists a method twice: {methods}")
+    per_method = parse_method_options(option or [], names)
+    runners = [get_method(name, **per_method[name]) for name in names]  # bad options fail before loading
+    refuse_single_process_cpu_launch()
     dist = Dist.detect()
     if device is None and device_map is None and dist.world > 1:
         import torch
@@ -235,22 +331,21 @@ def eval_command(
         model, dtype=dtype, device=device, device_map=device_map, trust_remote_code=trust_remote_code
     )
     settings = GenerationSettings(max_new_tokens=max_new_tokens or task.max_new_tokens)
-    names = [m.strip() for m in methods.split(",") if m.strip()]
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err_console, disable=dist.rank != 0) as bar:
         tasks: dict[str, Any] = {}
 
-        def progress(method: str, count: int, total: int) -> None:
+        def progress(method: str, completed: int, total: int) -> None:
             if method not in tasks:
-                tasks[method] = bar.add_task(f"{bench}/{method}", total=total, completed=count)
+                tasks[method] = bar.add_task(f"{bench}/{method}", total=total, completed=completed)
             else:
-                bar.advance(tasks[method], count)
+                bar.update(tasks[method], completed=completed)
 
         summary = evaluate(
             loaded,
             task,
             data,
-            names,
+            runners,
             out,
             image_root=image_root,
             limit=limit,
@@ -259,6 +354,9 @@ def eval_command(
             mode=metric_mode,
             seed=seed,
             progress=progress,
+            prompt_suffix=unescape(prompt_suffix) if prompt_suffix is not None else None,
+            overwrite=overwrite,
+            allow_images_outside_root=allow_images_outside_root,
         )
     if summary is None:
         return
@@ -269,14 +367,23 @@ def eval_command(
         table.add_column(m, justify="right")
     table.add_column("n", justify="right")
     for method, scores in summary.items():
-        table.add_row(method, *[f"{100 * scores[m]:.2f}" for m in metrics], str(int(scores["n"])))
+        cells = [_percent(scores.get(m)) for m in metrics]  # a method without a metric: blank cell
+        table.add_row(method, *cells, str(int(scores["n"])))
     out_console.print(table)
-    out_console.print(f"predictions, summary.json/csv and manifest.json in {out}")
+    out_console.print(f"predictions, summary.json/csv and manifest.json in {escape(str(out))}")
+
+
+def _percent(value: float | None) -> str:
+    import math
+
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{100 * value:.2f}"
 
 
 @app.command()
 def demo(
-    n: Annotated[int, typer.Option("--n", help="Held-out samples per test split.")] = 100,
+    n: Annotated[int, typer.Option("--n", min=1, help="Held-out samples per test split.")] = 100,
     png: Annotated[Path, typer.Option(help="Where to write the heatmap examples.")] = Path("seesay_demo.png"),
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="Default: the bundled demo model.")
@@ -321,25 +428,54 @@ def version() -> None:
     out_console.print(__version__)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; a :class:`SeesayError` becomes a one-line message and exit code 2."""
-    try:
-        app(args=argv, standalone_mode=False)
-    except SeesayError as err:
-        err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
-        return 2
-    except typer.Exit as exc:
-        return exc.exit_code
-    except typer.Abort:
-        return 1
-    except Exception as exc:  # click usage errors
-        import click
+def _widen_help_when_piped() -> None:
+    """Help written to a pipe or file is laid out at :data:`HELP_WIDTH` columns (rich reads COLUMNS)."""
+    if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
+        os.environ["COLUMNS"] = str(HELP_WIDTH)
 
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
-        raise
-    return 0
+
+def _usage_line(exc: Exception) -> str:
+    """One line for a click/typer usage error: the problem and where to find the usage."""
+    ctx = getattr(exc, "ctx", None)
+    command = ctx.command_path if ctx is not None else "seesay"
+    message = " ".join(str(exc.format_message()).split()).rstrip(".")
+    if not message or message.lower().startswith("missing command"):
+        names = sorted(c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands)
+        message = f"missing command (one of: {', '.join(names)})"
+    return f"{message} (see '{command} --help')"
+
+
+def _print_error(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI. Bad input and usage errors: one line, exit code 2; Ctrl-C: exit code 130."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    _widen_help_when_piped()
+    try:
+        code = app(args=args, standalone_mode=False, prog_name="seesay")
+    except SeesayError as err:
+        _print_error(str(err))
+        return 2
+    except (KeyboardInterrupt, typer.Abort):
+        code = 130
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except typer.TyperException as exc:  # click's exceptions as typer ships them (usage errors, bad values)
+        from typer._click.exceptions import UsageError
+
+        if isinstance(exc, UsageError):
+            _print_error(_usage_line(exc))
+            return 2
+        _print_error(" ".join(exc.format_message().split()))
+        return exc.exit_code or 1
+    if code == 130:  # Ctrl-C (typer returns it as exit code 130 when standalone_mode=False)
+        resumable = bool(args) and args[0] == "eval"
+        hint = "; run the same command again to resume" if resumable else ""
+        err_console.print(f"[bold yellow]interrupted[/]{hint}", highlight=False, soft_wrap=True)
+        return 130
+    return code if isinstance(code, int) and not isinstance(code, bool) else 0
 
 
 if __name__ == "__main__":

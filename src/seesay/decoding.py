@@ -162,6 +162,15 @@ def _pad_id(settings: GenerationSettings, model: torch.nn.Module, eos: list[int]
 
 
 @torch.no_grad()
+def cached_forward(adapter: ModelAdapter, inputs: dict[str, Any], cache: Any) -> tuple[Any, Any]:
+    """One pass of the base model with a KV cache (``cache``; None at prefill) -> (output, new cache).
+
+    The one place the transformers cache API is used (5.x: the ``cache`` argument and output field).
+    """
+    out = adapter.base_model(**inputs, cache=cache, use_cache=True, return_dict=True)
+    return out, out.cache
+
+
 def decode(
     model: torch.nn.Module,
     inputs: Mapping[str, torch.Tensor],
@@ -224,9 +233,8 @@ def decode(
                 active_tap.seq_len = attention_mask.shape[1]
             # The base model, then lm_head on the last position only (what the *ForConditionalGeneration
             # forward does with logits_to_keep=1), so that a hook can batch its own readouts with it.
-            out = adapter.base_model(**step_inputs, past_key_values=past, use_cache=True, return_dict=True)
+            out, past = cached_forward(adapter, step_inputs, past)
             passes += 1
-            past = out.past_key_values
             state = StepState(
                 step=step,
                 input_ids=input_ids,

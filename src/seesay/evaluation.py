@@ -2,27 +2,39 @@
 
 Layout of ``out_dir``::
 
-    manifest.json                          model, dtype, methods and configs, versions, seed, git commit
+    manifest.json                          model, dtype, versions, git commit; per bench: data file and its
+                                           fingerprint, limit, metric mode, seed, generation settings,
+                                           prompt suffix, each method's config
     {bench}/{method}/predictions.jsonl     one line per sample: id, index, question, prediction,
                                            references, score, method, config (ordered by index)
     summary.json, summary.csv              mean of every score per (bench, method)
+    .seesay.lock                           while a run writes (pid, host, start, command)
 
 Resume: every finished batch is appended and fsynced; a run killed at any moment leaves complete lines
 plus at most one partial last line, which the next run drops before it continues with the missing ids.
-Data-parallel (``accelerate launch --multi_gpu --num_processes N -m seesay eval ...``, or ``torchrun
---nproc_per_node N -m seesay eval ...``; on a machine without GPUs the processes join over gloo, as
-accelerate's plain ``--cpu`` launch starts one process unless MPI is set up): rank r takes samples r::N
-(lmms-eval's stride), writes ``predictions.rank{r}.jsonl``, and rank 0 merges them after a barrier.
+A rerun whose model, data, limit, metric mode, seed, generation settings, prompt or method config differs
+from the manifest is refused with one line naming the difference (``overwrite=True`` starts again); a
+rerun that adds methods keeps the earlier ones. One run writes a folder at a time (:class:`RunLock`).
+Data-parallel (``torchrun --nproc_per_node N -m seesay eval ...`` or ``accelerate launch --multi_gpu
+--num_processes N -m seesay eval ...``, on GPUs or, joined over gloo, on CPUs; accelerate's ``--cpu``
+launcher starts a single process unless MPI is set up, and seesay refuses that launch): rank r takes
+samples r::N (lmms-eval's stride), writes ``predictions.rank{r}.jsonl``, and rank 0 merges them after a
+barrier.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import json
+import math
 import os
 import platform
+import shutil
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +43,10 @@ from typing import Any
 import torch
 
 from .decoding import GenerationSettings
-from .errors import DataError, ImageError
+from .errors import ConfigError, DataError, ImageError, SeesayError
 from .loading import LoadedModel, build_inputs
 from .methods import Method, get_method
+from .rundir import RunLock, atomic_write_text, differences
 from .tasks import Sample, Task
 
 
@@ -62,9 +75,20 @@ class Dist:
 
             PartialState().wait_for_everyone()
 
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's ``value`` on every rank (a picklable object)."""
+        if self.world <= 1:
+            return value
+        import torch.distributed as torch_dist
 
-def read_done(path: Path) -> dict[str, dict[str, Any]]:
-    """Completed lines of a predictions file by id; a partial last line (a killed run) is cut off."""
+        box = [value]
+        torch_dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+
+def read_done(path: Path, repair: bool = True) -> dict[str, dict[str, Any]]:
+    """Completed lines of a predictions file by id; a partial last line (a killed run) is cut off when
+    ``repair`` (only the file's own writer may do that: another rank may be writing that line now)."""
     if not path.exists():
         return {}
     raw = path.read_bytes()
@@ -79,16 +103,16 @@ def read_done(path: Path) -> dict[str, dict[str, Any]]:
             break
         done[str(row["id"])] = row
         good += len(line)
-    if good < len(raw):
+    if repair and good < len(raw):
         with path.open("r+b") as f:
             f.truncate(good)
     return done
 
 
 def _append(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """Append whole lines in one write and fsync (a kill leaves at most one partial last line)."""
     with path.open("a") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
+        f.write("".join(json.dumps(row) + "\n" for row in rows))
         f.flush()
         os.fsync(f.fileno())
 
@@ -110,6 +134,36 @@ def _git_commit() -> str | None:
         return None
 
 
+def fingerprint(path: Path, chunk: int = 64 << 20) -> str:
+    """sha256 of a file's size and content (its first and last 64 MiB when it is larger than 128 MiB)."""
+    digest = hashlib.sha256()
+    size = path.stat().st_size
+    digest.update(str(size).encode())
+    with path.open("rb") as f:
+        if size <= 2 * chunk:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        else:
+            digest.update(f.read(chunk))
+            f.seek(size - chunk)
+            digest.update(f.read(chunk))
+    return digest.hexdigest()
+
+
+MODEL_KEYS = ["model", "revision", "dtype"]
+BENCH_KEYS = [
+    "data",
+    "data_fingerprint",
+    "image_root",
+    "limit",
+    "metric_mode",
+    "seed",
+    "generation",
+    "prompt_suffix",
+]
+MANIFEST_FORMAT = 2
+
+
 def manifest(
     loaded: LoadedModel,
     task: Task,
@@ -121,21 +175,26 @@ def manifest(
     dist: Dist,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """What identifies this run: the model at the top, the bench's inputs and method configs below."""
     import transformers
 
     from . import __version__
 
+    bench = {
+        "data": str(Path(data).resolve()),
+        "data_fingerprint": fingerprint(Path(data)),
+        "metric_mode": mode,
+        "seed": seed,
+        "generation": dict(settings.__dict__),
+        "methods": {m.name: m.config.to_dict() for m in methods},
+        **(extra or {}),
+    }
     return {
+        "format": MANIFEST_FORMAT,
         "model": loaded.name,
         "family": loaded.family,
         "revision": loaded.info.get("revision"),
         "dtype": str(getattr(loaded.model, "dtype", "")),
-        "bench": task.name,
-        "data": str(data),
-        "metric_mode": mode,
-        "methods": {m.name: m.config.to_dict() for m in methods},
-        "generation": settings.__dict__,
-        "seed": seed,
         "world_size": dist.world,
         "git_commit": _git_commit(),
         "versions": {
@@ -145,8 +204,192 @@ def manifest(
             "python": platform.python_version(),
         },
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        **(extra or {}),
+        "benches": {task.name: json.loads(json.dumps(bench, default=str))},
     }
+
+
+def _has_results(out: Path) -> bool:
+    return any(out.glob("*/*/predictions*.jsonl"))
+
+
+def reconcile_manifest(out: Path, new: dict[str, Any], bench: str, overwrite: bool) -> dict[str, Any]:
+    """The manifest to write for this run; refuses (one line) a resume of a different run.
+
+    With ``overwrite`` the conflicting results are deleted first: this bench's, or everything in the
+    folder when the model differs.
+    """
+    path = out / "manifest.json"
+    old: dict[str, Any] | None = None
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            old = None
+        if not isinstance(old, dict) or old.get("format") != MANIFEST_FORMAT:
+            if not overwrite:
+                raise DataError(
+                    f"{out} holds results whose manifest.json this seesay cannot read (older or damaged); "
+                    "pass --overwrite to start again there, or choose another --out"
+                )
+            _clear(out, None)
+            return new
+    elif _has_results(out):
+        if not overwrite:
+            raise DataError(
+                f"{out} holds predictions but no manifest.json, so they cannot be checked against this run; "
+                "pass --overwrite to start again there, or choose another --out"
+            )
+        _clear(out, None)
+        return new
+    if old is None:
+        return new
+    diffs = differences(old, new, MODEL_KEYS)
+    if diffs:
+        if not overwrite:
+            raise DataError(_refusal(out, diffs))
+        _clear(out, None)
+        return new
+    merged = dict(old)
+    merged.update({k: v for k, v in new.items() if k != "benches"})
+    benches = dict(old.get("benches") or {})
+    old_bench = benches.get(bench)
+    new_bench = new["benches"][bench]
+    if old_bench is not None:
+        diffs = differences(old_bench, new_bench, BENCH_KEYS)
+        old_methods = old_bench.get("methods") or {}
+        for name, config in new_bench["methods"].items():
+            if name in old_methods:
+                diffs += differences(
+                    {f"{name} config": old_methods[name]}, {f"{name} config": config}, [f"{name} config"]
+                )
+        if diffs:
+            if not overwrite:
+                raise DataError(_refusal(out, [f"{bench} {d}" for d in diffs]))
+            _clear(out, bench)
+            old_bench = None
+    if old_bench is not None:  # a rerun may add methods: keep the earlier ones
+        new_bench = {**new_bench, "methods": {**(old_bench.get("methods") or {}), **new_bench["methods"]}}
+    benches[bench] = new_bench
+    merged["benches"] = benches
+    return merged
+
+
+def _refusal(out: Path, diffs: list[str]) -> str:
+    more = f" (and {len(diffs) - 2} more)" if len(diffs) > 2 else ""
+    return (
+        f"{out} holds another run's results ({'; '.join(diffs[:2])}{more}): resuming would mix them; "
+        "pass --overwrite to start again there, or choose another --out"
+    )
+
+
+def _clear(out: Path, bench: str | None) -> None:
+    """Delete the results of ``bench`` (or of every bench) that seesay wrote in ``out``."""
+    benches = [bench] if bench else sorted({p.parent.parent.name for p in out.glob("*/*/predictions*.jsonl")})
+    for name in benches:
+        folder = out / name
+        for method_dir in folder.glob("*"):
+            if method_dir.is_dir() and any(method_dir.glob("predictions*.jsonl")):
+                shutil.rmtree(method_dir)
+    summary = out / "summary.json"
+    if summary.exists():
+        try:
+            existing = json.loads(summary.read_text())
+        except (OSError, json.JSONDecodeError):
+            existing = {}
+        for name in benches if bench else list(existing):
+            existing.pop(name, None)
+        _write_summary_files(out, existing)
+    if bench is None:
+        (out / "manifest.json").unlink(missing_ok=True)
+
+
+def check_metric_mode(task: Task, mode: str) -> None:
+    if mode not in task.modes:
+        raise ConfigError(
+            f"unknown metric mode {mode!r} for {task.name}; choose one of: {', '.join(task.modes)}"
+        )
+
+
+def _parent_command_line() -> list[str]:
+    try:
+        raw = Path(f"/proc/{os.getppid()}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def refuse_single_process_cpu_launch() -> None:
+    """``accelerate launch --cpu --num_processes N`` starts ONE process without MPI: refuse it (one line).
+
+    Detected from accelerate's ``ACCELERATE_USE_CPU`` and the launcher's own command line.
+    """
+    if os.environ.get("WORLD_SIZE") or os.environ.get("ACCELERATE_USE_CPU", "").lower() != "true":
+        return
+    argv = _parent_command_line()
+    asked = None
+    for i, arg in enumerate(argv):
+        if arg in ("--num_processes", "--num-processes") and i + 1 < len(argv):
+            asked = argv[i + 1]
+        elif arg.startswith(("--num_processes=", "--num-processes=")):
+            asked = arg.partition("=")[2]
+    if asked is not None and asked.isdigit() and int(asked) > 1:
+        raise ConfigError(
+            f"accelerate launch --cpu starts one process, not {asked}, unless MPI is set up; use "
+            f"'accelerate launch --multi_gpu --num_processes {asked}' (joins over gloo on CPUs) or "
+            f"'torchrun --nproc_per_node {asked}'"
+        )
+
+
+def check_image_paths(samples: Sequence[Sample], root: Path, allow_outside: bool) -> None:
+    """Every image file of ``samples`` lies inside ``root``: a ``../`` or absolute path in a data file that
+    leads elsewhere is refused (the check is on the path as written; symlinks inside the root are followed
+    as usual)."""
+    if allow_outside:
+        return
+    base = Path(os.path.normpath(os.path.abspath(root)))  # lexical: a symlinked image folder is fine
+    for sample in samples:
+        if isinstance(sample.image, Path):
+            where = Path(os.path.normpath(os.path.abspath(sample.image)))
+            if not where.is_relative_to(base):
+                raise DataError(
+                    f"sample {sample.id}: image {sample.image} lies outside the image root {root}; "
+                    "pass --allow-images-outside-root if that is intended"
+                )
+
+
+def check_unique_ids(samples: Sequence[Sample], data: Path) -> None:
+    counts = Counter(s.id for s in samples)
+    repeated = [i for i, c in counts.items() if c > 1]
+    if repeated:
+        shown = ", ".join(repr(i) for i in repeated[:5]) + (" ..." if len(repeated) > 5 else "")
+        raise DataError(
+            f"{data}: {len(repeated)} sample id(s) appear more than once ({shown}); each id must be unique"
+        )
+
+
+def _rows_of(folder: Path, repair: bool = False) -> dict[str, dict[str, Any]]:
+    """Every finished row of a method folder: the merged file and every rank's file (read only)."""
+    rows = read_done(folder / "predictions.jsonl", repair=repair)
+    for rank_file in sorted(folder.glob("predictions.rank*.jsonl")):
+        rows.update(read_done(rank_file, repair=repair))
+    return rows
+
+
+class _GlobalProgress:
+    """Rank 0's view of a method's progress over every rank: finished ids of the current samples in all
+    of the method's files, re-read at most once a second."""
+
+    def __init__(self, folder: Path, ids: set[str], callback: Callable[[str, int, int], None], name: str):
+        self.folder, self.ids, self.callback, self.name = folder, ids, callback, name
+        self.completed = 0
+        self.read_at = 0.0
+
+    def update(self, force: bool = False) -> int:
+        if force or time.monotonic() - self.read_at >= 1.0:
+            self.completed = len(self.ids & set(_rows_of(self.folder)))
+            self.read_at = time.monotonic()
+            self.callback(self.name, self.completed, len(self.ids))
+        return self.completed
 
 
 def evaluate(
@@ -163,62 +406,135 @@ def evaluate(
     mode: str = "official",
     seed: int = 0,
     progress: Callable[[str, int, int], None] | None = None,
+    prompt_suffix: str | None = None,
+    overwrite: bool = False,
+    allow_images_outside_root: bool = False,
 ) -> dict[str, dict[str, float]] | None:
-    """Run ``methods`` on ``task``; returns {method: {score: mean}} on rank 0 (None on other ranks)."""
+    """Run ``methods`` on ``task``; returns {method: {score: mean}} on rank 0 (None on other ranks).
+
+    ``prompt_suffix`` (appended to each question) defaults to the model's own setting
+    (``loaded.info["prompt_suffix"]``, from ``seesay.json`` beside its config), else the task's.
+    ``progress(method, completed, total)`` is called on rank 0 with counts over all ranks.
+    """
+    if limit is not None and limit < 1:
+        raise ConfigError(f"limit must be a positive number of samples, got {limit}")
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+    check_metric_mode(task, mode)
     dist = Dist.detect()
     out = Path(out_dir)
-    samples = task.load(Path(data), Path(image_root) if image_root else None)
+    data = Path(data)
+    samples = task.load(data, Path(image_root) if image_root else None)
+    check_unique_ids(samples, data)
     if limit:
         samples = samples[:limit]
     if not samples:
         raise DataError(f"{data}: no samples to evaluate")
+    check_image_paths(samples, Path(image_root) if image_root else data.parent, allow_images_outside_root)
     settings = settings or GenerationSettings(max_new_tokens=task.max_new_tokens)
     runners = [m if isinstance(m, Method) else get_method(m) for m in methods]
+    names = [r.name for r in runners]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"a method is listed twice: {', '.join(names)}")
+    suffix = prompt_suffix if prompt_suffix is not None else loaded.info.get("prompt_suffix")
+    suffix = task.prompt_suffix if suffix is None else suffix
     torch.manual_seed(seed)
+    lock = RunLock(out)
+    problem: str | None = None
     if dist.rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "manifest.json").write_text(
-            json.dumps(
-                manifest(loaded, task, Path(data), runners, settings, seed, mode, dist, {"limit": limit}),
-                indent=1,
+        try:
+            lock.acquire()
+            extra = {
+                "limit": limit,
+                "prompt_suffix": suffix,
+                "image_root": str(Path(image_root).resolve()) if image_root else None,
+            }
+            new = manifest(loaded, task, data, runners, settings, seed, mode, dist, extra)
+            out.mkdir(parents=True, exist_ok=True)
+            for stale in (out / task.name).glob(".finished.rank*"):  # left by a killed parallel run
+                stale.unlink()
+            atomic_write_text(
+                out / "manifest.json",
+                json.dumps(reconcile_manifest(out, new, task.name, overwrite), indent=1),
             )
-        )
-    indexed = list(enumerate(samples))[dist.rank :: dist.world]
+        except SeesayError as err:
+            lock.release()
+            problem = str(err)
+    problem = dist.broadcast(problem)
+    if problem is not None:
+        raise DataError(problem)
+    try:
+        return _run(loaded, task, runners, samples, out, batch_size, settings, mode, suffix, progress, dist)
+    finally:
+        lock.release()
+
+
+def _run(
+    loaded: LoadedModel,
+    task: Task,
+    runners: Sequence[Method],
+    samples: Sequence[Sample],
+    out: Path,
+    batch_size: int,
+    settings: GenerationSettings,
+    mode: str,
+    suffix: str,
+    progress: Callable[[str, int, int], None] | None,
+    dist: Dist,
+) -> dict[str, dict[str, float]] | None:
+    indexed = list(enumerate(samples))
+    ids = {s.id for s in samples}
+    mine = indexed[dist.rank :: dist.world]
+    bars: dict[str, _GlobalProgress] = {}
     for runner in runners:
         folder = out / task.name / runner.name
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / ("predictions.jsonl" if dist.world == 1 else f"predictions.rank{dist.rank}.jsonl")
-        done = read_done(path)
-        pending = [(i, s) for i, s in indexed if s.id not in done]
-        if progress:
-            progress(runner.name, len(indexed) - len(pending), len(indexed))
+        read_done(path)  # drops a partial last line of this process' own file before appending
+        done = _rows_of(folder)
+        pending = [(i, s) for i, s in mine if s.id not in done]
+        if progress and dist.rank == 0:
+            bars[runner.name] = _GlobalProgress(folder, ids, progress, runner.name)
+            bars[runner.name].update(force=True)
         for start in range(0, len(pending), batch_size):
             chunk = pending[start : start + batch_size]
-            _append(path, _run_batch(loaded, task, runner, chunk, settings, mode))
-            if progress:
-                progress(runner.name, len(chunk), -1)
+            _append(path, _run_batch(loaded, task, runner, chunk, settings, mode, suffix))
+            if runner.name in bars:
+                bars[runner.name].update(force=dist.world == 1)
+        if runner.name in bars:
+            bars[runner.name].update(force=True)
+    marker = out / task.name / f".finished.rank{dist.rank}"
+    if dist.world > 1:
+        marker.touch()
+        if bars:  # rank 0 shows the other ranks' progress until every rank has finished
+            markers = [out / task.name / f".finished.rank{r}" for r in range(dist.world)]
+            while not all(m.exists() for m in markers):
+                for bar in bars.values():
+                    bar.update()
+                time.sleep(0.5)
+            for bar in bars.values():
+                bar.update(force=True)
     dist.barrier()
     if dist.rank != 0:
         return None
+    for r in range(dist.world):  # every rank is past the barrier: rank 0 clears the markers
+        (out / task.name / f".finished.rank{r}").unlink(missing_ok=True)
     summary = {}
     for runner in runners:
         folder = out / task.name / runner.name
-        if dist.world > 1:
-            rows: dict[str, dict[str, Any]] = {}
-            for r in range(dist.world):
-                rows.update(read_done(folder / f"predictions.rank{r}.jsonl"))
-            ordered = sorted(rows.values(), key=lambda row: row["index"])
-            (folder / "predictions.jsonl").write_text("".join(json.dumps(row) + "\n" for row in ordered))
-        rows = read_done(folder / "predictions.jsonl")
+        rows = {i: row for i, row in _rows_of(folder).items() if i in ids}
         missing = [s.id for s in samples if s.id not in rows]
         if missing:
             raise DataError(
                 f"{task.name}/{runner.name}: {len(missing)} samples have no prediction (e.g. {missing[0]})"
             )
+        ordered = sorted(rows.values(), key=lambda row: row["index"])
+        atomic_write_text(folder / "predictions.jsonl", "".join(json.dumps(row) + "\n" for row in ordered))
         keys = sorted({k for row in rows.values() for k in row["score"]})
         summary[runner.name] = {}
         for k in keys:  # mean over the samples where the score is defined
             values = [row["score"][k] for row in rows.values() if row["score"].get(k) is not None]
+            values = [v for v in values if not (isinstance(v, float) and math.isnan(v))]
             summary[runner.name][k] = sum(values) / len(values) if values else float("nan")
         summary[runner.name]["n"] = len(rows)
     write_summary(out, task, summary)
@@ -232,6 +548,7 @@ def _run_batch(
     chunk: Sequence[tuple[int, Sample]],
     settings: GenerationSettings,
     mode: str,
+    suffix: str | None = None,
 ) -> list[dict[str, Any]]:
     images = []
     for _, sample in chunk:
@@ -241,7 +558,7 @@ def _run_batch(
             raise ImageError(f"sample {sample.id}: cannot decode its image: {err}") from err
     # The task's prompt (question + suffix) through the model's chat template; methods that build their
     # own prompts (VEA) read the plain questions.
-    prompted = build_inputs(loaded, images, [task.prompt(s) for _, s in chunk])
+    prompted = build_inputs(loaded, images, [task.prompt(s, suffix) for _, s in chunk])
     prompted.questions = [s.question for _, s in chunk]
     result = runner.generate(loaded, prompted, settings)
     tokenizer = getattr(loaded.processor, "tokenizer", loaded.processor)
@@ -286,15 +603,23 @@ def evidence_scores(result: Any, boxes: Sequence[Sequence[float]]) -> dict[str, 
 
 
 def write_summary(out: Path, task: Task, summary: dict[str, dict[str, float]]) -> None:
-    """summary.json (merged with earlier benches) and summary.csv."""
+    """summary.json and summary.csv, merged with earlier benches and earlier methods of this bench."""
     path = out / "summary.json"
-    existing = json.loads(path.read_text()) if path.exists() else {}
-    existing[task.name] = summary
-    path.write_text(json.dumps(existing, indent=1) + "\n")
-    with (out / "summary.csv").open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["bench", "method", "metric", "value"])
-        for bench, per_method in existing.items():
-            for method, scores in per_method.items():
-                for metric, value in scores.items():
-                    writer.writerow([bench, method, metric, value])
+    try:
+        existing = json.loads(path.read_text()) if path.exists() else {}
+    except json.JSONDecodeError:
+        existing = {}
+    existing[task.name] = {**existing.get(task.name, {}), **summary}
+    _write_summary_files(out, existing)
+
+
+def _write_summary_files(out: Path, summary: dict[str, dict[str, dict[str, float]]]) -> None:
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["bench", "method", "metric", "value"])
+    for bench, per_method in summary.items():
+        for method, scores in per_method.items():
+            for metric, value in scores.items():
+                writer.writerow([bench, method, metric, value])
+    atomic_write_text(out / "summary.csv", buf.getvalue())

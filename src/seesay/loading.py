@@ -8,6 +8,7 @@ each image's original size (needed to map image tokens back to pixels).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -71,6 +72,78 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or Path(name).exists()
 
 
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def hub_source(name: str, revision: str | None = None) -> str:
+    """Where to load hub id ``name`` from, checked in one quick call instead of minutes of retries.
+
+    Offline mode (``HF_HUB_OFFLINE``): it must be in the local hub cache. Online: the hub is asked once;
+    a missing repository fails at once, and when the hub cannot be reached a cached copy is used (its
+    snapshot folder) or the error says so.
+    """
+    from huggingface_hub import model_info, try_to_load_from_cache
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        HFValidationError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    try:
+        cached = try_to_load_from_cache(name, "config.json", revision=revision)
+    except HFValidationError as err:
+        raise ModelLoadError(f"{name}: no such folder, and not a valid hub id ({_one_line(err)})") from err
+    cached_dir = str(Path(cached).parent) if isinstance(cached, str) else None
+    if _offline():
+        if cached_dir is None:
+            raise ModelLoadError(
+                f"{name}: no such folder, and not in the local hub cache "
+                "(offline mode: HF_HUB_OFFLINE is set)"
+            )
+        return name
+    try:
+        model_info(name, revision=revision, timeout=10)
+    except GatedRepoError:
+        return name  # exists; transformers reports the access problem
+    except RevisionNotFoundError as err:
+        raise ModelLoadError(f"{name}: the hub has no revision {revision!r}") from err
+    except RepositoryNotFoundError as err:
+        raise ModelLoadError(f"{name}: no such folder, and no such model on the hub") from err
+    except HfHubHTTPError:
+        return name  # the hub answered (auth, rate limit ...): transformers gives the precise message
+    except Exception as err:  # no route to the hub: DNS, refused, timeout (httpx / requests / OSError)
+        if cached_dir is not None:
+            return cached_dir
+        raise ModelLoadError(
+            f"{name}: no such folder, and not reachable as a hub id (the hub cannot be reached: "
+            f"{_one_line(err)}; set HF_HUB_OFFLINE=1 to use only local files)"
+        ) from err
+    return name
+
+
+SETTINGS_FILE = "seesay.json"  # beside config.json: a model's own seesay defaults, e.g. its prompt suffix
+
+
+def model_settings(folder: Path) -> dict[str, Any]:
+    """A saved model's seesay settings (``seesay.json``: ``{"prompt_suffix": str}``), {} when absent."""
+    path = folder / SETTINGS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        settings = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ModelLoadError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(settings, dict):
+        raise ModelLoadError(f"{path}: expected a JSON object")
+    suffix = settings.get("prompt_suffix")
+    if suffix is not None and not isinstance(suffix, str):
+        raise ModelLoadError(f"{path}: prompt_suffix must be a string")
+    return settings
+
+
 def load_model(
     name_or_path: str | os.PathLike,
     *,
@@ -111,7 +184,7 @@ def load_model(
 
     from .processing import load_processor
 
-    source = str(path) if path.exists() else name
+    source = str(path) if path.exists() else hub_source(name, revision)
     try:
         config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code, revision=revision)
     except OSError as err:
@@ -140,13 +213,10 @@ def load_model(
     if device is not None and device_map is None:
         model = model.to(device)
     processor = load_processor(source, trust_remote_code=trust_remote_code)
-    return LoadedModel(
-        model,
-        processor,
-        get_adapter(model, processor),
-        name=name,
-        info={"revision": revision, "dtype": str(model.dtype)},
-    )
+    info: dict[str, Any] = {"revision": revision, "dtype": str(model.dtype)}
+    if Path(source).is_dir():
+        info.update(model_settings(Path(source)))
+    return LoadedModel(model, processor, get_adapter(model, processor), name=name, info=info)
 
 
 def load_image(image: ImageLike) -> Image.Image:

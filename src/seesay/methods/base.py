@@ -26,6 +26,7 @@ class Method:
 
     name: ClassVar[str] = "method"
     config_class: ClassVar[type[MethodConfig]] = MethodConfig
+    writes_trace: ClassVar[bool] = False  # True: with ``trace`` set, DecodeOutput.trace has a row per step
 
     def __init__(self, config: MethodConfig | None = None, trace: bool = False):
         self.config = config if config is not None else self.config_class()

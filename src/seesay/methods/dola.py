@@ -130,6 +130,7 @@ class DoLa(Method):
     """DoLa on the seesay engine (see the module docstring)."""
 
     name: ClassVar[str] = "dola"
+    writes_trace: ClassVar[bool] = True
     config_class: ClassVar[type[MethodConfig]] = DoLaConfig
 
     def generate(

@@ -253,6 +253,7 @@ class DualPD(Method):
     """DualPD on the seesay engine (see the module docstring for the math)."""
 
     name: ClassVar[str] = "dualpd"
+    writes_trace: ClassVar[bool] = True
     config_class: ClassVar[type[MethodConfig]] = DualPDConfig
 
     def step_for(self, loaded: LoadedModel, batch: PreparedBatch) -> DualPDStep:

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import torch
 from transformers import LogitsProcessorList
 
-from ..decoding import DecodeOutput, GenerationSettings, StepState
+from ..decoding import DecodeOutput, GenerationSettings, StepState, cached_forward
 from ..errors import ConfigError
 from ..loading import LoadedModel, PreparedBatch
 from .base import Method, MethodConfig
@@ -111,10 +111,7 @@ class VCDStep:
                 "attention_mask": state.attention_mask,
                 **self.adapter.next_position_inputs(state.attention_mask, self.positions),
             }
-        out = self.adapter.base_model(
-            **step_inputs, past_key_values=self.past, use_cache=True, return_dict=True
-        )
-        self.past = out.past_key_values
+        out, self.past = cached_forward(self.adapter, step_inputs, self.past)
         self.forward_passes += 1
         return out.last_hidden_state[:, -1]
 
@@ -136,6 +133,7 @@ class VCD(Method):
     """VCD on the seesay engine (see the module docstring)."""
 
     name: ClassVar[str] = "vcd"
+    writes_trace: ClassVar[bool] = True
     config_class: ClassVar[type[MethodConfig]] = VCDConfig
 
     def generate(

@@ -106,6 +106,8 @@ class VEAConfig(MethodConfig):
             )
         if self.layers is not None:
             object.__setattr__(self, "layers", tuple(int(v) for v in self.layers))
+            if not self.layers:
+                raise ConfigError("vea layers must name at least one layer (got an empty list)")
         if not 0 <= self.alpha <= 1:
             raise ConfigError(f"vea alpha must be in [0, 1]; got {self.alpha}")
         if self.lam <= 0 or self.sigma < 0:
@@ -167,6 +169,7 @@ class VEA(Method):
     """VEA on the seesay engine (see the module docstring)."""
 
     name: ClassVar[str] = "vea"
+    writes_trace: ClassVar[bool] = True
     config_class: ClassVar[type[MethodConfig]] = VEAConfig
 
     def __init__(

@@ -1,0 +1,170 @@
+"""The bad-input cases of the command line, one per row of docs/bad_input.md.
+
+Each case builds its argv in a scratch folder and names the text its one-line message must contain and
+the exit code. ``tests/test_bad_input.py`` runs every case; with ``SEESAY_WRITE_DOCS=1`` it also writes
+the table (case | message | exit code) to docs/bad_input.md, and otherwise checks the file is current.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "shapes.png"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    build: Callable[[Path, Path], list[str]]  # (scratch folder, saved tiny model) -> argv
+    needle: str
+    code: int = 2
+
+
+def textvqa(root: Path, n: int = 3, ids: list[int] | None = None, image: str | None = None) -> Path:
+    """A TextVQA-format file with ``n`` questions and their images under ``root``."""
+    (root / "train_images").mkdir(parents=True, exist_ok=True)
+    data = []
+    for i, qid in enumerate(ids if ids is not None else range(n)):
+        Image.new("RGB", (24, 20), (40 * i % 255, 90, 30)).save(root / "train_images" / f"im{i}.jpg")
+        data.append(
+            {
+                "question_id": qid,
+                "question": f"what is written {i} ?",
+                "image_id": image if image is not None and i == 0 else f"im{i}",
+                "answers": ["red"] * 10,
+            }
+        )
+    path = root / "TextVQA_0.5.1_val.json"
+    path.write_text(json.dumps({"data": data}))
+    return path
+
+
+def _eval(tmp: Path, model: Path, *extra: str, data: Path | None = None) -> list[str]:
+    data = data or textvqa(tmp / "tv")
+    return [
+        "eval",
+        "--bench",
+        "textvqa",
+        "--data",
+        str(data),
+        "--model",
+        str(model),
+        "--out",
+        str(tmp / "out"),
+        "--max-new-tokens",
+        "2",
+        *extra,
+    ]
+
+
+def _ask(tmp: Path, model: Path, *extra: str) -> list[str]:
+    return ["ask", "--model", str(model), "--image", str(EXAMPLE), "--question", "what ?", *extra]
+
+
+def _stale(tmp: Path, model: Path) -> list[str]:
+    from seesay.cli import main
+
+    assert main(_eval(tmp, model, "--limit", "3")) == 0
+    return _eval(tmp, model, "--limit", "2")
+
+
+def _locked(tmp: Path, model: Path) -> list[str]:
+    import socket
+
+    (tmp / "out").mkdir(parents=True)
+    holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": "now", "command": "seesay"}
+    (tmp / "out" / ".seesay.lock").write_text(json.dumps(holder))
+    return _eval(tmp, model)
+
+
+def _corrupt(tmp: Path, model: Path) -> list[str]:
+    bad = tmp / "corrupt.jpg"
+    bad.write_bytes(b"\xff\xd8\xff not really a jpeg")
+    return ["ask", "--model", str(model), "--image", str(bad), "--question", "what ?"]
+
+
+def _not_json(tmp: Path, model: Path) -> list[str]:
+    bad = tmp / "TextVQA_bad.json"
+    bad.write_text("{ nope")
+    return _eval(tmp, model, data=bad)
+
+
+CASES: list[Case] = [
+    Case("bare `seesay`", lambda t, m: [], "missing command (one of: ask, demo, eval, profile, version)"),
+    Case("unknown command", lambda t, m: ["frob"], "No such command 'frob'"),
+    Case("missing required option", lambda t, m: ["eval"], "Missing option '--bench'"),
+    Case("unknown flag", lambda t, m: _ask(t, m, "--frobnicate"), "No such option: --frobnicate"),
+    Case("`--limit abc`", lambda t, m: _eval(t, m, "--limit", "abc"), "Invalid value for '--limit'"),
+    Case("`--limit 0`", lambda t, m: _eval(t, m, "--limit", "0"), "Invalid value for '--limit'"),
+    Case("`--limit -1`", lambda t, m: _eval(t, m, "--limit", "-1"), "Invalid value for '--limit'"),
+    Case(
+        "`--batch-size 0`", lambda t, m: _eval(t, m, "--batch-size", "0"), "Invalid value for '--batch-size'"
+    ),
+    Case(
+        "unknown `--metric-mode`",
+        lambda t, m: _eval(t, m, "--metric-mode", "strict"),
+        "unknown metric mode 'strict' for textvqa; choose one of: official",
+    ),
+    Case(
+        "unknown benchmark", lambda t, m: ["eval", "--bench", "mmmu", "--data", "x.json"], "unknown benchmark"
+    ),
+    Case("unknown method", lambda t, m: _eval(t, m, "--methods", "base,nope"), "unknown method 'nope'"),
+    Case(
+        "`--set` with an unknown key",
+        lambda t, m: _eval(t, m, "--methods", "dualpd", "--set", "dualpd.rh=0.2"),
+        "method 'dualpd' has no option(s) rh",
+    ),
+    Case(
+        "`--set` for a method not in the run",
+        lambda t, m: _eval(t, m, "--methods", "base", "--set", "vea.sigma=0.1"),
+        "'vea' is not one of the methods of this run",
+    ),
+    Case(
+        "duplicate sample ids",
+        lambda t, m: _eval(t, m, data=textvqa(t / "tv", ids=[1, 2, 2, 3])),
+        "1 sample id(s) appear more than once ('2')",
+    ),
+    Case(
+        "image path outside the image root",
+        lambda t, m: _eval(t, m, data=textvqa(t / "tv", image="../../secret")),
+        "lies outside the image root",
+    ),
+    Case("annotation file is not JSON", _not_json, "not valid JSON"),
+    Case(
+        "rerun into `--out` with another `--limit`",
+        _stale,
+        "holds another run's results (textvqa limit: 3 -> 2)",
+    ),
+    Case("`--out` locked by a running seesay", _locked, "is in use by another seesay run (pid"),
+    Case(
+        "model folder does not exist",
+        lambda t, m: _ask(t, m, "--model", "/no/such/model"),
+        "model path not found",
+    ),
+    Case(
+        "hub id not in the cache, offline",
+        lambda t, m: _ask(t, m, "--model", "bad/no_such_model"),
+        "no such folder, and not in the local hub cache",
+    ),
+    Case("image file missing", lambda t, m: _ask(t, m, "--image", "/no/such.png"), "image file not found"),
+    Case("image file corrupt", _corrupt, "cannot decode image"),
+    Case(
+        "`--trace` with a method that writes none",
+        lambda t, m: _ask(t, m, "--trace", str(t / "trace.jsonl")),
+        "method 'base' writes no per-token trace",
+    ),
+]
+
+
+def normalise(message: str, tmp: Path, model: Path) -> str:
+    """The message with this run's scratch paths replaced by placeholders (stable across runs)."""
+    import re
+
+    message = message.replace(str(model), "<model>").replace(str(tmp), "<tmp>")
+    return re.sub(r"pid \d+ on [^,]+, started [^)]+\)", "pid N on HOST, started T)", message)
