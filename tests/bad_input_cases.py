@@ -8,7 +8,6 @@ the table (case | message | exit code) to docs/bad_input.md, and otherwise check
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,12 +73,21 @@ def _stale(tmp: Path, model: Path) -> list[str]:
     return _eval(tmp, model, "--limit", "2")
 
 
-def _locked(tmp: Path, model: Path) -> list[str]:
-    import socket
+_HELD: list = []  # locks this test process holds, as another run would
 
-    (tmp / "out").mkdir(parents=True)
-    holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": "now", "command": "seesay"}
-    (tmp / "out" / ".seesay.lock").write_text(json.dumps(holder))
+
+def _locked(tmp: Path, model: Path) -> list[str]:
+    from seesay.rundir import RunLock
+
+    lock = RunLock(tmp / "out")
+    lock.acquire()
+    _HELD.append(lock)
+    return _eval(tmp, model)
+
+
+def _no_manifest(tmp: Path, model: Path) -> list[str]:
+    (tmp / "out" / "textvqa" / "base").mkdir(parents=True)
+    (tmp / "out" / "textvqa" / "base" / "predictions.jsonl").write_text('{"id": "0", "index": 0}\n')
     return _eval(tmp, model)
 
 
@@ -139,8 +147,9 @@ CASES: list[Case] = [
     Case(
         "rerun into `--out` with another `--limit`",
         _stale,
-        "holds another run's results (textvqa limit: 3 -> 2)",
+        "holds another run's results (textvqa samples: '3 samples, sha256",
     ),
+    Case("predictions in `--out` without a manifest", _no_manifest, "holds predictions but no manifest.json"),
     Case("`--out` locked by a running seesay", _locked, "is in use by another seesay run (pid"),
     Case(
         "model folder does not exist",
@@ -167,4 +176,5 @@ def normalise(message: str, tmp: Path, model: Path) -> str:
     import re
 
     message = message.replace(str(model), "<model>").replace(str(tmp), "<tmp>")
+    message = re.sub(r"sha256 [0-9a-f]{16}", "sha256 H", message)
     return re.sub(r"pid \d+ on [^,]+, started [^)]+\)", "pid N on HOST, started T)", message)

@@ -28,9 +28,10 @@ def test_bad_input_is_one_line(case, saved_model, tmp_path, capsys):
     capsys.readouterr()
     code = main(argv)
     captured = capsys.readouterr()
-    err = captured.err.strip()
+    err = captured.err
     assert code == case.code, err
-    assert len(err.splitlines()) == 1, err
+    assert err.count("\n") == 1 and err.endswith("\n"), repr(err)  # exactly one line, nothing else
+    err = err.strip()
     assert err.startswith("error: ") and case.needle in err, err
     assert "Traceback" not in captured.out + captured.err
     _SEEN[case.name] = (normalise(err.removeprefix("error: "), tmp_path, saved_model), code)

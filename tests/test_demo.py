@@ -41,14 +41,38 @@ def test_bundled_model_answers_90_percent_of_iid_questions():
 
 
 def test_demo_reports_every_part(tmp_path):
-    report = run_demo(24, out_png=tmp_path / "demo.png", batch_size=24)
+    report = run_demo(24, out_png=tmp_path / "demo.png", layers_png=tmp_path / "layers.png", batch_size=24)
     assert set(report.accuracy) == {"base", "dualpd", "vea"}
     assert all(set(v) == {"iid", "counterfactual"} for v in report.accuracy.values())
-    assert report.accuracy["base"]["iid"] >= 0.8  # the trained model answers most usual-colour questions
+    acc, low, high = report.accuracy["base"]["iid"]
+    assert acc >= 0.8 and low <= acc <= high  # the trained model answers most usual-colour questions
+    assert sum(report.correct["base"]["iid"]) / 24 == pytest.approx(acc)
+    assert set(report.paired) == {"dualpd", "vea"}
+    d = report.paired["dualpd"]["counterfactual"]
+    base_cf, dual_cf = report.correct["base"]["counterfactual"], report.correct["dualpd"]["counterfactual"]
+    assert d.diff == pytest.approx((sum(dual_cf) - sum(base_cf)) / 24) and d.low <= d.diff <= d.high
+    assert 0 <= d.p_value <= 1
+    counts = [report.per_type["iid"]["base"][q][1] for q in report.per_type["iid"]["base"]]
+    assert sum(counts) == 24
     assert len(report.layer_auroc) == 8 and all(0 <= a <= 1 for a in report.layer_auroc)
-    assert set(report.saw_right_said_wrong) == {"iid", "counterfactual"}
-    assert all(report.saw_right_said_wrong[s] <= report.wrong_rate[s] for s in ("iid", "counterfactual"))
-    assert (tmp_path / "demo.png").stat().st_size > 1000
+    assert len(report.lens_accuracy) == 8 and report.shallow == [0, 1] and report.deep == [4, 5, 6, 7]
+    assert len(report.profiled_layers) == 2 and set(report.believing) == {"right", "wrong"}
+    for split in ("iid", "counterfactual"):
+        hits, errors, chance = report.saw_right[split]
+        assert errors == 0 or 0 < chance <= 1
+        assert hits <= errors == round(24 * report.wrong_rate[split])
+        assert report.saw_right_said_wrong[split] <= report.wrong_rate[split]
+    usual, colour_errors = report.prior_errors
+    assert 0 <= usual <= colour_errors
+    assert report.heads_suppressed == 0 and report.head_filter_share == 0.0  # 6 heads: floor(0.9) = 0
+    assert (tmp_path / "demo.png").stat().st_size > 1000 and (tmp_path / "layers.png").stat().st_size > 1000
+
+
+def test_chance_of_a_lens_hit():
+    from seesay.demo import chance_of_a_lens_hit
+
+    assert chance_of_a_lens_hit("exists", 1) == 0.5
+    assert chance_of_a_lens_hit("color", 2) == pytest.approx(1 - 0.75**2)
 
 
 def test_ask_uses_the_demo_model_by_default(capsys):

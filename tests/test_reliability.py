@@ -73,8 +73,8 @@ def test_readme_method_list_on_visual_cot_prints_blank_cells(tmp_path, saved_mod
     "change,needle",
     [
         ("model", "model:"),
-        ("data", "textvqa data:"),
-        ("limit", "textvqa limit: 3 -> 2"),
+        ("data", "textvqa samples: '3 samples, sha256"),
+        ("limit", "textvqa samples: '3 samples, sha256"),
         ("mode", "textvqa metric_mode: 'official' -> 'lmms-eval'"),
         ("seed", "textvqa seed: 0 -> 1"),
         ("config", "textvqa dualpd config.rho: 0.15 -> 0.3"),
@@ -349,23 +349,89 @@ def test_trace_rows_carry_the_token_text(tmp_path, saved_model):
 # ---- item 14: one writer per output folder ----------------------------------------------------------
 
 
-def test_second_run_on_the_same_out_is_refused_and_a_dead_lock_is_taken_over(tmp_path, saved_model):
-    import socket
-
+def test_a_held_lock_refuses_and_a_killed_holder_leaves_none(tmp_path):
     out = tmp_path / "out"
-    out.mkdir()
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from seesay.rundir import RunLock; "
+            f"RunLock({str(out)!r}).acquire(); print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
     try:
-        holder = {"pid": sleeper.pid, "host": socket.gethostname(), "started": "t", "command": "seesay eval"}
-        (out / ".seesay.lock").write_text(json.dumps(holder))
-        with pytest.raises(DataError, match=f"in use by another seesay run \\(pid {sleeper.pid} on"):
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(DataError, match=f"in use by another seesay run \\(pid {holder.pid} on"):
             RunLock(out).acquire()
+        with pytest.raises(DataError, match="in use"):
+            RunLock(out).check()
     finally:
-        sleeper.kill()
-        sleeper.wait()
-    with RunLock(out) as lock:  # its process is gone: the lock is taken over
+        holder.kill()
+        holder.wait()
+    assert (out / ".seesay.lock").exists()  # the killed run's file is still there ...
+    with RunLock(out) as lock:  # ... but not its lock: the kernel dropped it with the process
         assert lock.held and json.loads((out / ".seesay.lock").read_text())["pid"] == os.getpid()
     assert not (out / ".seesay.lock").exists()
+
+
+def test_two_runs_racing_for_a_stale_lock_never_both_hold_it(tmp_path):
+    out = tmp_path / "out"
+    script = (
+        "import sys, time; from seesay.rundir import RunLock; from seesay.errors import DataError\n"
+        f"lock = RunLock({str(out)!r})\n"
+        "try:\n    lock.acquire(); print('got', flush=True); time.sleep(1.0); lock.release()\n"
+        "except DataError:\n    print('refused', flush=True)\n"
+    )
+    for _ in range(1):  # one round of three racers (each start imports torch: seconds)
+        out.mkdir(exist_ok=True)
+        (out / ".seesay.lock").write_text('{"pid": 999999, "host": "gone"}')  # left by a killed run
+        procs = [
+            subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=ENV)
+            for _ in range(3)
+        ]
+        said = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
+        assert said.count("got") == 1, said
+
+
+def test_overwrite_deletes_only_what_seesay_wrote(tmp_path, saved_model, other_model):
+    data = textvqa(tmp_path / "tv", 2)
+    out = tmp_path / "out"
+    assert main(_eval_args(data, saved_model, out)) == 0
+    notes = out / "textvqa" / "base" / "analysis.md"
+    notes.write_text("my notes")
+    (out / "other_tool" / "exp1").mkdir(parents=True)
+    (out / "other_tool" / "exp1" / "predictions_final.jsonl").write_text("{}\n")
+    assert main([*_eval_args(data, other_model, out), "--overwrite"]) == 0
+    assert notes.read_text() == "my notes"
+    assert (out / "other_tool" / "exp1" / "predictions_final.jsonl").exists()
+    model = json.loads((out / "manifest.json").read_text())["model"]
+    assert model == str(other_model.resolve())
+
+
+def test_the_same_model_by_another_path_and_the_same_questions_resume(tmp_path, saved_model, monkeypatch):
+    data = textvqa(tmp_path / "tv", 3)
+    out = tmp_path / "out"
+    assert main(_eval_args(data, saved_model, out)) == 0
+    monkeypatch.chdir(saved_model.parent)
+    # ./m instead of /abs/m, and --limit 3 on a 3-question file: the same run, so it resumes
+    assert main(_eval_args(data, Path("./m"), out, "--limit", "3")) == 0
+
+
+def test_an_interrupt_during_set_up_releases_the_lock(tmp_path, monkeypatch):
+    import seesay.evaluation as ev
+    from tests.conftest import loaded_tiny
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ev, "reconcile_manifest", interrupted)
+    data = textvqa(tmp_path / "tv", 2)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(loaded_tiny("llava"), get_task("textvqa"), data, ["base"], tmp_path / "o")
+    RunLock(tmp_path / "o").check()  # free again
 
 
 def test_the_same_command_started_twice_writes_each_sample_once(tmp_path, saved_model):

@@ -290,7 +290,11 @@ def eval_command(
         ),
     ] = None,
     metric_mode: Annotated[
-        str, typer.Option(help="Metric conventions: official or lmms-eval (docs/evaluation.md).")
+        str,
+        typer.Option(
+            help="Metric conventions: official, lmms-eval, and per benchmark official-2016 (VQAv2, OK-VQA, "
+            "TextVQA) or llava (GQA); docs/evaluation.md."
+        ),
     ] = "official",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
@@ -305,14 +309,13 @@ def eval_command(
     from rich.table import Table
 
     from .decoding import GenerationSettings
-    from .evaluation import Dist, check_metric_mode, evaluate, refuse_single_process_cpu_launch
+    from .evaluation import Dist, evaluate, precheck, refuse_single_process_cpu_launch
     from .loading import load_model
     from .methods import get_method
     from .tasks import get_task
 
     model = model or default_model()
     task = get_task(bench)
-    check_metric_mode(task, metric_mode)
     names = [m.strip() for m in methods.split(",") if m.strip()]
     if not names:
         raise ConfigError("--methods names no method")
@@ -321,6 +324,16 @@ def eval_command(
     per_method = parse_method_options(option or [], names)
     runners = [get_method(name, **per_method[name]) for name in names]  # bad options fail before loading
     refuse_single_process_cpu_launch()
+    # Bad data, a bad mode or a folder in use are refused before a (large) model is loaded.
+    precheck(
+        task,
+        data,
+        out,
+        image_root=image_root,
+        limit=limit,
+        mode=metric_mode,
+        allow_images_outside_root=allow_images_outside_root,
+    )
     dist = Dist.detect()
     if device is None and device_map is None and dist.world > 1:
         import torch
@@ -332,15 +345,18 @@ def eval_command(
     )
     settings = GenerationSettings(max_new_tokens=max_new_tokens or task.max_new_tokens)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err_console, disable=dist.rank != 0) as bar:
-        tasks: dict[str, Any] = {}
+    bar = Progress(*columns, console=err_console, disable=dist.rank != 0)
+    tasks: dict[str, Any] = {}
 
-        def progress(method: str, completed: int, total: int) -> None:
-            if method not in tasks:
-                tasks[method] = bar.add_task(f"{bench}/{method}", total=total, completed=completed)
-            else:
-                bar.update(tasks[method], completed=completed)
+    def progress(method: str, completed: int, total: int) -> None:
+        if not tasks:
+            bar.start()  # only once work starts: a refused run prints its one line and nothing else
+        if method not in tasks:
+            tasks[method] = bar.add_task(f"{bench}/{method}", total=total, completed=completed)
+        else:
+            bar.update(tasks[method], completed=completed)
 
+    try:
         summary = evaluate(
             loaded,
             task,
@@ -358,6 +374,9 @@ def eval_command(
             overwrite=overwrite,
             allow_images_outside_root=allow_images_outside_root,
         )
+    finally:
+        if tasks:
+            bar.stop()
     if summary is None:
         return
     metrics = sorted({k for s in summary.values() for k in s if k != "n"})
@@ -381,43 +400,115 @@ def _percent(value: float | None) -> str:
     return f"{100 * value:.2f}"
 
 
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
 @app.command()
 def demo(
-    n: Annotated[int, typer.Option("--n", min=1, help="Held-out samples per test split.")] = 100,
+    n: Annotated[int, typer.Option("--n", min=1, help="Held-out questions per test split.")] = 600,
     png: Annotated[Path, typer.Option(help="Where to write the heatmap examples.")] = Path("seesay_demo.png"),
+    layers_png: Annotated[
+        Path, typer.Option(help="Where to write the per-layer plot (AUROC and lens accuracy).")
+    ] = Path("seesay_demo_layers.png"),
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="Default: the bundled demo model.")
     ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Questions per forward pass.")] = 100,
 ) -> None:
-    """The whole story on the bundled tiny trained VLM: accuracy, where it looks, saw right but said wrong."""
+    """The whole story on the bundled tiny trained VLM: accuracy with CIs, where it looks, what it knows."""
     import time
 
     from rich.table import Table
 
-    from .demo import run_demo
+    from . import synthetic
+    from .demo import ANSWER_WORDS, SPLITS, run_demo
 
     t0 = time.perf_counter()
     with err_console.status("running base, dualpd and vea on the held-out splits ...") as status:
-        report = run_demo(n, model=model, out_png=png, progress=lambda s: status.update(f"done {s} ..."))
-    table = Table(title=f"accuracy ({report.n} held-out questions per split)")
+        report = run_demo(
+            n,
+            model=model,
+            out_png=png,
+            layers_png=layers_png,
+            batch_size=batch_size,
+            progress=lambda s: status.update(f"done {s} ..."),
+        )
+    table = Table(title=f"accuracy, {report.n} held-out questions per split (95% Wilson CI)")
     table.add_column("method")
-    for split in ("iid", "counterfactual"):
+    for split in SPLITS:
         table.add_column(split, justify="right")
     for method, per_split in report.accuracy.items():
-        table.add_row(method, *[f"{100 * per_split[s]:.1f}%" for s in ("iid", "counterfactual")])
+        cells = [
+            f"{_pct(a)} [{100 * lo:.1f}, {100 * hi:.1f}]" for a, lo, hi in (per_split[s] for s in SPLITS)
+        ]
+        table.add_row(method, *cells)
     out_console.print(table)
-    layers = Table(title="where it looks: evidence AUROC of each layer's attention (0.5 = chance)")
+    paired = Table(title="each method against base on the same questions (95% paired bootstrap, McNemar)")
+    for col in ("method", "split", "difference", "95% CI", "McNemar p"):
+        paired.add_column(col, justify="right" if col != "method" else "left")
+    for method, per_split in report.paired.items():
+        for split in SPLITS:
+            d = per_split[split]
+            p_text = f"{d.p_value:.3g}" if d.p_value is not None else ""
+            paired.add_row(
+                method, split, f"{100 * d.diff:+.1f}", f"[{100 * d.low:+.1f}, {100 * d.high:+.1f}]", p_text
+            )
+    out_console.print(paired)
+    types = Table(title="accuracy per question type (n in brackets)")
+    types.add_column("type")
+    for split in SPLITS:
+        for method in report.accuracy:
+            types.add_column(f"{split[:2]} {method}", justify="right")
+    for qtype in synthetic.QTYPES:
+        row = [qtype]
+        for split in SPLITS:
+            for method in report.accuracy:
+                acc, count = report.per_type[split][method][qtype]
+                row.append(f"{_pct(acc)} ({count})" if count else "")
+        types.add_row(*row)
+    out_console.print(types)
+    layers = Table(title="by depth: S = shallow (first quarter), D = deep (second half); 0.5 = chance AUROC")
+    layers.add_column("")
     for i in range(len(report.layer_auroc)):
-        layers.add_column(f"layer {i}", justify="right")
-    layers.add_row(*[f"{a:.3f}" for a in report.layer_auroc])
+        mark = " S" if i in report.shallow else (" D" if i in report.deep else "")
+        layers.add_column(f"L{i}{mark}", justify="right")
+    layers.add_row("evidence AUROC", *[f"{a:.3f}" for a in report.layer_auroc])
+    layers.add_row("lens accuracy", *[f"{a:.3f}" for a in report.lens_accuracy])
     out_console.print(layers)
-    for split in ("iid", "counterfactual"):
+    best_deep = max(report.layer_auroc[i] for i in report.deep)
+    shallow_mean = sum(report.layer_auroc[i] for i in report.shallow) / len(report.shallow)
+    out_console.print(
+        f"deep vs shallow: best deep layer {best_deep:.3f}, shallow mean {shallow_mean:.3f} "
+        f"(difference {best_deep - shallow_mean:+.3f})"
+    )
+    (r_auc, r_n), (w_auc, w_n) = report.believing["right"], report.believing["wrong"]
+    out_console.print(
+        f"seeing but not believing: evidence AUROC of the profiled layers {report.profiled_layers} "
+        f"(picked on a dev split) is {r_auc:.3f} on rightly answered questions (n={r_n}) and "
+        f"{w_auc:.3f} on wrongly answered ones (n={w_n}): difference {w_auc - r_auc:+.3f}"
+    )
+    for split in SPLITS:
+        hits, errors, chance = report.saw_right[split]
+        share = hits / errors if errors else float("nan")
         out_console.print(
-            f"saw right, said wrong ({split}): {100 * report.saw_right_said_wrong[split]:.1f}% of questions "
-            f"(an intermediate layer's lens top-1 is right while the answer is wrong; "
-            f"base is wrong on {100 * report.wrong_rate[split]:.1f}%)"
+            f"saw right, said wrong ({split}): of {errors} wrong answers, {hits} ({_pct(share)}) have an "
+            f"intermediate layer whose lens top-1 is the right answer; chance {_pct(chance)} (a random "
+            f"answer word of the question type at each of those layers)"
         )
-    out_console.print(f"heatmaps: {report.png}   ({time.perf_counter() - t0:.0f} s)")
+    usual, colour_errors = report.prior_errors
+    share = usual / colour_errors if colour_errors else float("nan")
+    out_console.print(
+        f"the prior at work: {usual} of {colour_errors} counterfactual colour errors ({_pct(share)}) name "
+        f"the shape's usual colour (chance {_pct(1 / (len(ANSWER_WORDS['color']) - 1))} among wrong colours)"
+    )
+    out_console.print(
+        f"DualPD's head filter fired on {_pct(report.head_filter_share)} of decode steps "
+        f"(floor(rho x heads) = {report.heads_suppressed} heads per layer)"
+    )
+    out_console.print(
+        f"heatmaps: {report.png}   per-layer plot: {report.layers_png}   ({time.perf_counter() - t0:.0f} s)"
+    )
 
 
 @app.command()
@@ -453,6 +544,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI. Bad input and usage errors: one line, exit code 2; Ctrl-C: exit code 130."""
     args = sys.argv[1:] if argv is None else list(argv)
     _widen_help_when_piped()
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # stderr keeps seesay's own lines: progress, one-line errors
     try:
         code = app(args=args, standalone_mode=False, prog_name="seesay")
     except SeesayError as err:

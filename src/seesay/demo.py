@@ -3,13 +3,20 @@
 On held-out slices of the synthetic benchmark's two test splits ("iid": shapes mostly in their usual
 colours, as in training; "counterfactual": unusual colours only) it runs base, DualPD and VEA and reports
 
-* accuracy per method and split (first word of the answer against the reference),
-* evidence AUROC per layer: the last prompt token's attention over the image tokens against the boxes of
-  the objects asked about (which layers look at the right place),
-* the "saw right, said wrong" rate: samples whose final answer is wrong while an intermediate layer's
-  logit-lens top-1 token is the right answer,
+* accuracy per method and split (first word of the answer against the reference) with its 95% Wilson
+  interval, and each method's paired difference from base (95% paired bootstrap, fixed seed; exact
+  McNemar p), overall and per question type;
+* by depth: evidence AUROC per layer (the last prompt token's attention over the image tokens against the
+  boxes of the objects asked about) and logit-lens accuracy per layer, shallow (first quarter) and deep
+  (second half) layers marked;
+* "seeing but not believing": evidence AUROC of the profiled layers (the top quarter by AUROC on a dev
+  split of its own seed) on rightly vs wrongly answered questions;
+* "saw right, said wrong": among wrong answers, the share where an intermediate layer's lens top-1 is the
+  right answer, beside the chance of that with a random answer word of the question type at each layer;
+* the prior at work: the share of counterfactual colour errors that name the shape's usual colour;
+* how often DualPD's head filter fired (floor(rho x heads) can be 0 on a small model);
 
-and writes a PNG with the evidence heatmaps of a few examples.
+and writes a PNG with the evidence heatmaps of a few examples and a per-layer plot.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from .loading import LoadedModel, build_inputs, load_model
 from .methods import VEA, DualPD, DualPDConfig, Method, VEAConfig, get_method
 from .methods.vea import heat_overlay
 from .metrics.retrieval import auroc
+from .stats import PairedDifference, paired_difference, wilson_interval
 
 DEMO_MODEL = Path(__file__).resolve().parent / "demo_model"
 HELDOUT_SEED = 20260601  # our choice: a seed the training script never uses
@@ -51,14 +59,44 @@ def demo_methods() -> dict[str, Method]:
     }
 
 
+DEV_SEED = 20260602  # our choice: the dev split the demo picks its profiled layers on (never reported)
+ANSWER_WORDS: dict[str, tuple[str, ...]] = {  # the possible answers of each question type
+    "color": synthetic.COLORS,
+    "shape": synthetic.SHAPES,
+    "exists": ("yes", "no"),
+    "count": synthetic.NUMBER_WORDS,
+    "where": ("left", "right"),
+}
+SPLITS = ("iid", "counterfactual")
+AUROC_N = 300  # questions per split whose attention is scored against the boxes (per-layer AUROC)
+DEV_N = 100  # dev questions per split for picking the profiled layers
+
+
 @dataclass
 class DemoReport:
-    accuracy: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> split -> accuracy
-    layer_auroc: list[float] = field(default_factory=list)
-    saw_right_said_wrong: dict[str, float] = field(default_factory=dict)  # split -> rate
-    wrong_rate: dict[str, float] = field(default_factory=dict)  # split -> base error rate
+    """Everything ``seesay demo`` prints (see :func:`run_demo`)."""
+
     n: int = 0
+    accuracy: dict[str, dict[str, tuple[float, float, float]]] = field(default_factory=dict)  # acc, lo, hi
+    correct: dict[str, dict[str, list[bool]]] = field(default_factory=dict)  # method -> split -> per question
+    paired: dict[str, dict[str, PairedDifference]] = field(default_factory=dict)  # method -> split -> vs base
+    per_type: dict[str, dict[str, dict[str, tuple[float, int]]]] = field(default_factory=dict)  # split->m->q
+    layer_auroc: list[float] = field(default_factory=list)
+    lens_accuracy: list[float] = field(default_factory=list)
+    shallow: list[int] = field(default_factory=list)  # the first quarter of the layers
+    deep: list[int] = field(default_factory=list)  # the deeper half
+    profiled_layers: list[int] = field(default_factory=list)  # chosen on the dev split
+    believing: dict[str, tuple[float, int]] = field(default_factory=dict)  # "right"/"wrong" -> (AUROC, n)
+    saw_right: dict[str, tuple[int, int, float]] = field(
+        default_factory=dict
+    )  # split -> (hits, errors, chance)
+    saw_right_said_wrong: dict[str, float] = field(default_factory=dict)  # split -> share of all questions
+    wrong_rate: dict[str, float] = field(default_factory=dict)  # split -> base error rate
+    prior_errors: tuple[int, int] = (0, 0)  # counterfactual colour errors naming the usual colour, of all
+    head_filter_share: float = 0.0  # DualPD decode steps whose head filter suppressed any head
+    heads_suppressed: int = 0  # floor(rho * heads) of the model
     png: str | None = None
+    layers_png: str | None = None
 
 
 def _first_word(text: str) -> str:
@@ -71,9 +109,16 @@ def heldout(split: str, n: int) -> list[dict]:
 
 
 def answer_first_words(
-    loaded: LoadedModel, method: Method, records: list[dict], batch_size: int = 50
+    loaded: LoadedModel,
+    method: Method,
+    records: list[dict],
+    batch_size: int = 50,
+    trace: list[dict[str, Any]] | None = None,
 ) -> list[str]:
-    """``method``'s answer to each synthetic record, first word only (the answers are one word)."""
+    """``method``'s answer to each synthetic record, first word only (the answers are one word).
+
+    With ``trace`` (a list), the method's per-step trace rows of every sample are appended to it.
+    """
     tokenizer = loaded.processor.tokenizer
     out = []
     for start in range(0, len(records), batch_size):
@@ -83,26 +128,25 @@ def answer_first_words(
         )
         result = method.generate(loaded, batch, GenerationSettings(max_new_tokens=3))
         out += [_first_word(t) for t in tokenizer.batch_decode(result.new_tokens, skip_special_tokens=True)]
+        if trace is not None:
+            trace += [row for step in result.trace for row in step]
     return out
 
 
-def _lens_hits(loaded: LoadedModel, records: list[dict], batch_size: int) -> list[bool]:
-    """Per sample: does any intermediate layer's lens top-1 (first answer token) equal the right answer?"""
-    tokenizer = loaded.processor.tokenizer
-    layers = list(range(loaded.adapter.num_layers - 1))
+def _lens_tops(loaded: LoadedModel, records: list[dict], batch_size: int) -> np.ndarray:
+    """[n, layers]: each layer's logit-lens top-1 token for the first answer token of each record."""
+    layers = list(range(loaded.adapter.num_layers))
     lens = LogitLens(loaded.adapter)
-    hits: list[bool] = []
+    tops: list[torch.Tensor] = []
     for start in range(0, len(records), batch_size):
         chunk = records[start : start + batch_size]
         batch = build_inputs(
             loaded, [synthetic.render(r["scene"]) for r in chunk], [r["question"] for r in chunk]
         )
-        answer_ids = torch.tensor([tokenizer.convert_tokens_to_ids(r["answer"]) for r in chunk])
         seen: dict[str, torch.Tensor] = {}
 
         def hook(state: StepState, seen: dict[str, torch.Tensor] = seen) -> torch.Tensor:
-            tops = torch.stack([lens(state.hidden[layer], layer).argmax(-1) for layer in layers], dim=1)
-            seen["tops"] = tops.cpu()
+            seen["tops"] = torch.stack([lens(state.hidden[li], li).argmax(-1) for li in layers], dim=1).cpu()
             return state.logits
 
         decode(
@@ -113,13 +157,14 @@ def _lens_hits(loaded: LoadedModel, records: list[dict], batch_size: int) -> lis
             hook=hook,
             hidden_layers=layers,
         )
-        hits += (seen["tops"] == answer_ids[:, None]).any(dim=1).tolist()
-    return hits
+        tops.append(seen["tops"])
+    return torch.cat(tops).numpy()
 
 
-def _layer_auroc(loaded: LoadedModel, records: list[dict], batch_size: int) -> list[float]:
+def _auroc_matrix(loaded: LoadedModel, records: list[dict], batch_size: int) -> np.ndarray:
+    """[n, layers]: evidence AUROC of the last prompt row's attention at each layer (NaN: degenerate)."""
     layers = list(range(loaded.adapter.num_layers))
-    per_sample = []
+    out = np.full((len(records), len(layers)), np.nan)
     for start in range(0, len(records), batch_size):
         chunk = records[start : start + batch_size]
         batch = build_inputs(
@@ -130,10 +175,32 @@ def _layer_auroc(loaded: LoadedModel, records: list[dict], batch_size: int) -> l
         for b, r in enumerate(chunk):
             labels = box_labels(layouts[b][0], r["bboxs"])
             if labels.any() and not labels.all():
-                per_sample.append([auroc(rows[b][li, layouts[b][0].positions], labels) for li in layers])
+                positions = layouts[b][0].positions
+                out[start + b] = [auroc(rows[b][li, positions], labels) for li in layers]
+    return out
+
+
+def _nanmean(x: np.ndarray, axis: int | None = None) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(np.asarray(per_sample), axis=0).tolist() if per_sample else []
+        return np.nanmean(x, axis=axis)
+
+
+def _layer_auroc(loaded: LoadedModel, records: list[dict], batch_size: int) -> list[float]:
+    """Mean evidence AUROC per layer over the non-degenerate records."""
+    per_sample = _auroc_matrix(loaded, records, batch_size)
+    return _nanmean(per_sample, axis=0).tolist() if len(records) else []
+
+
+def _asked_shape(record: dict) -> str:
+    """The shape a colour question is about: the object whose box is the evidence box."""
+    return next(o["shape"] for o in record["objects"] if list(o["box"]) == list(record["bboxs"][0]))
+
+
+def chance_of_a_lens_hit(qtype: str, layers: int) -> float:
+    """P(at least one of ``layers`` uniformly random answer words of ``qtype`` is the right one)."""
+    k = len(ANSWER_WORDS[qtype])
+    return 1 - (1 - 1 / k) ** layers
 
 
 def _panel(loaded: LoadedModel, records: list[dict], answers: dict[str, list[str]], path: Path) -> None:
@@ -157,15 +224,40 @@ def _panel(loaded: LoadedModel, records: list[dict], answers: dict[str, list[str
     canvas.save(path)
 
 
+def _layers_plot(report: DemoReport, path: Path) -> None:
+    """Evidence AUROC and lens accuracy against depth, shallow and deep layers shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    layers = np.arange(len(report.layer_auroc))
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=120)
+    ax.axvspan(-0.5, max(report.shallow) + 0.5, color="0.92", label="shallow (first quarter)")
+    ax.axvspan(min(report.deep) - 0.5, layers[-1] + 0.5, color="#e3ecf7", label="deep (second half)")
+    ax.plot(layers, report.layer_auroc, "o-", label="evidence AUROC of attention")
+    ax.plot(layers, report.lens_accuracy, "s--", label="logit-lens accuracy")
+    ax.axhline(0.5, color="0.5", lw=0.8, ls=":")
+    ax.set_xlabel("layer")
+    ax.set_ylim(0, 1)
+    ax.set_xticks(layers)
+    ax.set_title(f"where the model looks and what it knows, by depth ({report.n} per split)")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def run_demo(
-    n: int = 100,
+    n: int = 600,
     *,
     model: str | Path | None = None,
     out_png: str | Path | None = "seesay_demo.png",
-    batch_size: int = 50,
+    layers_png: str | Path | None = "seesay_demo_layers.png",
+    batch_size: int = 100,
     progress: Any = None,
 ) -> DemoReport:
-    """Run the demo; ``n`` held-out samples per split."""
+    """Run the demo on ``n`` held-out questions per split (see the module docstring)."""
     path = model or demo_model_path()
     if path is None:
         from .errors import ModelLoadError
@@ -175,34 +267,124 @@ def run_demo(
             "train it with scripts/train_demo_model.py"
         )
     loaded = load_model(path, dtype="float32")
-    splits = {s: heldout(s, n) for s in ("iid", "counterfactual")}
+    splits = {s: heldout(s, n) for s in SPLITS}
+    num_layers = loaded.adapter.num_layers
     report = DemoReport(n=n)
-    per_split_answers: dict[str, dict[str, list[str]]] = {}
-    for name, method in demo_methods().items():
-        report.accuracy[name] = {}
+    report.shallow = list(range(max(1, num_layers // 4)))
+    report.deep = list(range(num_layers // 2, num_layers))
+    methods = demo_methods()
+    methods["dualpd"].trace = True
+    dualpd_trace: list[dict[str, Any]] = []
+    answers: dict[str, dict[str, list[str]]] = {s: {} for s in SPLITS}
+    for name, method in methods.items():
+        report.accuracy[name], report.correct[name] = {}, {}
         for split, records in splits.items():
-            answers = answer_first_words(loaded, method, records, batch_size)
-            per_split_answers.setdefault(split, {})[name] = answers
-            report.accuracy[name][split] = float(
-                np.mean([a == r["answer"] for a, r in zip(answers, records, strict=True)])
+            got = answer_first_words(
+                loaded, method, records, batch_size, trace=dualpd_trace if name == "dualpd" else None
             )
+            answers[split][name] = got
+            right = [a == r["answer"] for a, r in zip(got, records, strict=True)]
+            report.correct[name][split] = right
+            report.accuracy[name][split] = (float(np.mean(right)), *wilson_interval(sum(right), n))
             if progress:
                 progress(f"{name}/{split}")
+    for name in methods:
+        if name != "base":
+            report.paired[name] = {
+                split: paired_difference(
+                    np.array(report.correct["base"][split], float),
+                    np.array(report.correct[name][split], float),
+                )
+                for split in SPLITS
+            }
     for split, records in splits.items():
-        hits = _lens_hits(loaded, records, batch_size)
-        wrong = [a != r["answer"] for a, r in zip(per_split_answers[split]["base"], records, strict=True)]
-        report.saw_right_said_wrong[split] = float(
-            np.mean([h and w for h, w in zip(hits, wrong, strict=True)])
+        report.per_type[split] = {}
+        for name in methods:
+            table: dict[str, tuple[float, int]] = {}
+            for qtype in synthetic.QTYPES:
+                hits = [
+                    c
+                    for c, r in zip(report.correct[name][split], records, strict=True)
+                    if r["qtype"] == qtype
+                ]
+                table[qtype] = (float(np.mean(hits)) if hits else float("nan"), len(hits))
+            report.per_type[split][name] = table
+    # what the model knows before any method: the lens of every layer, and where it looks
+    tokenizer = loaded.processor.tokenizer
+    all_tops, all_right = [], []
+    for split, records in splits.items():
+        tops = _lens_tops(loaded, records, batch_size)
+        answer_ids = np.array([tokenizer.convert_tokens_to_ids(r["answer"]) for r in records])
+        lens_right = tops == answer_ids[:, None]
+        all_tops.append(lens_right)
+        wrong = ~np.array(report.correct["base"][split])
+        intermediate_hit = lens_right[:, :-1].any(axis=1)
+        errors = int(wrong.sum())
+        chance = (
+            float(
+                np.mean(
+                    [
+                        chance_of_a_lens_hit(r["qtype"], num_layers - 1)
+                        for r, w in zip(records, wrong, strict=True)
+                        if w
+                    ]
+                )
+            )
+            if errors
+            else float("nan")
         )
+        report.saw_right[split] = (int((intermediate_hit & wrong).sum()), errors, chance)
+        report.saw_right_said_wrong[split] = float(np.mean(intermediate_hit & wrong))
         report.wrong_rate[split] = float(np.mean(wrong))
-    report.layer_auroc = _layer_auroc(loaded, splits["iid"] + splits["counterfactual"], batch_size)
+        all_right.append(np.array(report.correct["base"][split]))
+        if progress:
+            progress(f"lens/{split}")
+    report.lens_accuracy = np.concatenate(all_tops).mean(axis=0).tolist()
+    cf = splits["counterfactual"]
+    colour_errors = [
+        (a, r)
+        for a, r, c in zip(
+            answers["counterfactual"]["base"], cf, report.correct["base"]["counterfactual"], strict=True
+        )
+        if r["qtype"] == "color" and not c
+    ]
+    usual = sum(a == synthetic.USUAL_COLOR[_asked_shape(r)] for a, r in colour_errors)
+    report.prior_errors = (int(usual), len(colour_errors))
+    # where it looks: the first AUROC_N questions of each split (the per-layer mean is stable long before n)
+    records = splits["iid"][:AUROC_N] + splits["counterfactual"][:AUROC_N]
+    matrix = _auroc_matrix(loaded, records, batch_size)
+    report.layer_auroc = _nanmean(matrix, axis=0).tolist()
+    # "seeing but not believing": the layers that look at the evidence, picked on a dev split (own seed),
+    # attend as well when the answer is wrong as when it is right
+    dev = synthetic.generate("iid", DEV_N, seed=DEV_SEED) + synthetic.generate(
+        "counterfactual", DEV_N, seed=DEV_SEED
+    )
+    dev_auroc = _nanmean(_auroc_matrix(loaded, dev, batch_size), axis=0)
+    top = max(1, round(0.25 * num_layers))
+    report.profiled_layers = sorted(int(i) for i in np.argsort(-np.nan_to_num(dev_auroc, nan=-1))[:top])
+    profiled = _nanmean(matrix[:, report.profiled_layers], axis=1)
+    right = np.concatenate([c[:AUROC_N] for c in all_right])
+    for label, mask in (("right", right), ("wrong", ~right)):
+        values = profiled[mask & ~np.isnan(profiled)]
+        report.believing[label] = (float(values.mean()) if values.size else float("nan"), int(values.size))
+    fired = [row for row in dualpd_trace if "suppressed_heads" in row]
+    report.head_filter_share = (
+        sum(any(len(v) for v in row["suppressed_heads"].values()) for row in fired) / len(dualpd_trace)
+        if dualpd_trace
+        else 0.0
+    )
+    heads = loaded.adapter.num_heads
+    report.heads_suppressed = int(methods["dualpd"].config.rho * heads)
     if out_png:
         picks = splits["iid"][:2] + splits["counterfactual"][:2]
-        answers = {
-            name: [per_split_answers["iid"][name][i] for i in range(2)]
-            + [per_split_answers["counterfactual"][name][i] for i in range(2)]
-            for name in report.accuracy
+        shown = {
+            name: [answers["iid"][name][i] for i in range(2)]
+            + [answers["counterfactual"][name][i] for i in range(2)]
+            for name in methods
         }
-        _panel(loaded, picks, answers, Path(out_png))
+        _panel(loaded, picks, shown, Path(out_png))
         report.png = str(out_png)
+    if layers_png:
+        _layers_plot(report, Path(layers_png))
+        report.layers_png = str(layers_png)
     return report

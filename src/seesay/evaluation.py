@@ -24,6 +24,7 @@ barrier.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -31,7 +32,6 @@ import json
 import math
 import os
 import platform
-import shutil
 import subprocess
 import time
 from collections import Counter
@@ -150,17 +150,25 @@ def fingerprint(path: Path, chunk: int = 64 << 20) -> str:
     return digest.hexdigest()
 
 
-MODEL_KEYS = ["model", "revision", "dtype"]
-BENCH_KEYS = [
-    "data",
-    "data_fingerprint",
-    "image_root",
-    "limit",
-    "metric_mode",
-    "seed",
-    "generation",
-    "prompt_suffix",
-]
+MODEL_KEYS = ["model", "revision", "dtype", "versions.torch", "versions.transformers", "versions.seesay"]
+# The questions themselves (ids, questions, references, image paths), not the file names or --limit that
+# selected them: the same questions resume, other ones (another file, limit, annotation file) are refused.
+BENCH_KEYS = ["samples", "metric_mode", "seed", "generation", "prompt_suffix"]
+
+
+def samples_fingerprint(samples: Sequence[Sample]) -> str:
+    """``N samples, sha256 H``: H over each sample's id, question, references and image (path or bytes)."""
+    digest = hashlib.sha256()
+    for sample in samples:
+        image = (
+            hashlib.sha256(sample.image).hexdigest()
+            if isinstance(sample.image, bytes)
+            else os.path.normpath(os.path.abspath(sample.image))
+        )
+        digest.update(json.dumps([sample.id, sample.question, list(sample.answers), image]).encode())
+    return f"{len(samples)} samples, sha256 {digest.hexdigest()[:16]}"
+
+
 MANIFEST_FORMAT = 2
 
 
@@ -191,7 +199,7 @@ def manifest(
     }
     return {
         "format": MANIFEST_FORMAT,
-        "model": loaded.name,
+        "model": str(Path(loaded.name).resolve()) if Path(loaded.name).exists() else loaded.name,
         "family": loaded.family,
         "revision": loaded.info.get("revision"),
         "dtype": str(getattr(loaded.model, "dtype", "")),
@@ -209,7 +217,7 @@ def manifest(
 
 
 def _has_results(out: Path) -> bool:
-    return any(out.glob("*/*/predictions*.jsonl"))
+    return any(out.glob("*/*/predictions.jsonl")) or any(out.glob("*/*/predictions.rank*.jsonl"))
 
 
 def reconcile_manifest(out: Path, new: dict[str, Any], bench: str, overwrite: bool) -> dict[str, Any]:
@@ -241,8 +249,8 @@ def reconcile_manifest(out: Path, new: dict[str, Any], bench: str, overwrite: bo
             )
         _clear(out, None)
         return new
-    if old is None:
-        return new
+    if old is None or not _has_results(out):
+        return new  # nothing was written under the old manifest: start afresh
     diffs = differences(old, new, MODEL_KEYS)
     if diffs:
         if not overwrite:
@@ -283,20 +291,22 @@ def _refusal(out: Path, diffs: list[str]) -> str:
 
 
 def _clear(out: Path, bench: str | None) -> None:
-    """Delete the results of ``bench`` (or of every bench) that seesay wrote in ``out``."""
-    benches = [bench] if bench else sorted({p.parent.parent.name for p in out.glob("*/*/predictions*.jsonl")})
-    for name in benches:
-        folder = out / name
-        for method_dir in folder.glob("*"):
-            if method_dir.is_dir() and any(method_dir.glob("predictions*.jsonl")):
-                shutil.rmtree(method_dir)
+    """Delete the predictions seesay wrote for ``bench`` (or every bench) in ``out``: only its own files
+    (``{bench}/{method}/predictions.jsonl`` and ``predictions.rank*.jsonl``; a folder left empty goes too)."""
+    files = list(out.glob(f"{bench or '*'}/*/predictions.jsonl"))
+    files += list(out.glob(f"{bench or '*'}/*/predictions.rank*.jsonl"))
+    for path in files:
+        path.unlink()
+        for folder in (path.parent, path.parent.parent):
+            with contextlib.suppress(OSError):  # not empty: something of the user's is there
+                folder.rmdir()
     summary = out / "summary.json"
     if summary.exists():
         try:
             existing = json.loads(summary.read_text())
         except (OSError, json.JSONDecodeError):
             existing = {}
-        for name in benches if bench else list(existing):
+        for name in [bench] if bench else list(existing):
             existing.pop(name, None)
         _write_summary_files(out, existing)
     if bench is None:
@@ -376,20 +386,74 @@ def _rows_of(folder: Path, repair: bool = False) -> dict[str, dict[str, Any]]:
 
 
 class _GlobalProgress:
-    """Rank 0's view of a method's progress over every rank: finished ids of the current samples in all
-    of the method's files, re-read at most once a second."""
+    """Rank 0's count of a method's finished samples over every rank: the count at the start plus the
+    lines appended since, its own counted as it writes them and the other ranks' read from the new bytes
+    of their files (never the whole file again)."""
 
-    def __init__(self, folder: Path, ids: set[str], callback: Callable[[str, int, int], None], name: str):
-        self.folder, self.ids, self.callback, self.name = folder, ids, callback, name
-        self.completed = 0
+    def __init__(self, folder: Path, start: int, total: int, world: int, callback, name: str):
+        self.callback, self.name, self.total = callback, name, total
+        self.own = 0
+        self.others = [folder / f"predictions.rank{r}.jsonl" for r in range(1, world)]
+        self.offsets = [p.stat().st_size if p.exists() else 0 for p in self.others]
+        self.seen = [0] * len(self.others)
+        self.start = start
         self.read_at = 0.0
+
+    def wrote(self, rows: int) -> None:
+        self.own += rows
+        self.update(force=not self.others)
 
     def update(self, force: bool = False) -> int:
         if force or time.monotonic() - self.read_at >= 1.0:
-            self.completed = len(self.ids & set(_rows_of(self.folder)))
+            for k, path in enumerate(self.others):
+                if path.exists():
+                    with path.open("rb") as f:
+                        f.seek(self.offsets[k])
+                        chunk = f.read()
+                    complete = chunk.rfind(b"\n") + 1
+                    self.seen[k] += chunk[:complete].count(b"\n")
+                    self.offsets[k] += complete
             self.read_at = time.monotonic()
-            self.callback(self.name, self.completed, len(self.ids))
-        return self.completed
+        completed = min(self.total, self.start + self.own + sum(self.seen))
+        self.callback(self.name, completed, self.total)
+        return completed
+
+
+def select_samples(
+    task: Task,
+    data: Path,
+    image_root: str | Path | None,
+    limit: int | None,
+    allow_images_outside_root: bool = False,
+) -> list[Sample]:
+    """The samples a run evaluates, checked: unique ids, at least one, images inside the image root."""
+    if limit is not None and limit < 1:
+        raise ConfigError(f"limit must be a positive number of samples, got {limit}")
+    samples = task.load(data, Path(image_root) if image_root else None)
+    check_unique_ids(samples, data)
+    if limit:
+        samples = samples[:limit]
+    if not samples:
+        raise DataError(f"{data}: no samples to evaluate")
+    check_image_paths(samples, Path(image_root) if image_root else data.parent, allow_images_outside_root)
+    return samples
+
+
+def precheck(
+    task: Task,
+    data: str | Path,
+    out_dir: str | Path,
+    *,
+    image_root: str | Path | None = None,
+    limit: int | None = None,
+    mode: str = "official",
+    allow_images_outside_root: bool = False,
+) -> None:
+    """What can be refused before a model is loaded (bad data, bad mode, a folder in use): refuse it now."""
+    check_metric_mode(task, mode)
+    select_samples(task, Path(data), image_root, limit, allow_images_outside_root)
+    if Dist.detect().rank == 0:
+        RunLock(out_dir).check()
 
 
 def evaluate(
@@ -416,21 +480,13 @@ def evaluate(
     (``loaded.info["prompt_suffix"]``, from ``seesay.json`` beside its config), else the task's.
     ``progress(method, completed, total)`` is called on rank 0 with counts over all ranks.
     """
-    if limit is not None and limit < 1:
-        raise ConfigError(f"limit must be a positive number of samples, got {limit}")
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch_size}")
     check_metric_mode(task, mode)
     dist = Dist.detect()
     out = Path(out_dir)
     data = Path(data)
-    samples = task.load(data, Path(image_root) if image_root else None)
-    check_unique_ids(samples, data)
-    if limit:
-        samples = samples[:limit]
-    if not samples:
-        raise DataError(f"{data}: no samples to evaluate")
-    check_image_paths(samples, Path(image_root) if image_root else data.parent, allow_images_outside_root)
+    samples = select_samples(task, data, image_root, limit, allow_images_outside_root)
     settings = settings or GenerationSettings(max_new_tokens=task.max_new_tokens)
     runners = [m if isinstance(m, Method) else get_method(m) for m in methods]
     names = [r.name for r in runners]
@@ -448,6 +504,7 @@ def evaluate(
                 "limit": limit,
                 "prompt_suffix": suffix,
                 "image_root": str(Path(image_root).resolve()) if image_root else None,
+                "samples": samples_fingerprint(samples),
             }
             new = manifest(loaded, task, data, runners, settings, seed, mode, dist, extra)
             out.mkdir(parents=True, exist_ok=True)
@@ -460,6 +517,9 @@ def evaluate(
         except SeesayError as err:
             lock.release()
             problem = str(err)
+        except BaseException:  # Ctrl-C or a bug during set-up: never leave the folder locked
+            lock.release()
+            raise
     problem = dist.broadcast(problem)
     if problem is not None:
         raise DataError(problem)
@@ -494,13 +554,15 @@ def _run(
         done = _rows_of(folder)
         pending = [(i, s) for i, s in mine if s.id not in done]
         if progress and dist.rank == 0:
-            bars[runner.name] = _GlobalProgress(folder, ids, progress, runner.name)
+            bars[runner.name] = _GlobalProgress(
+                folder, len(ids & set(done)), len(ids), dist.world, progress, runner.name
+            )
             bars[runner.name].update(force=True)
         for start in range(0, len(pending), batch_size):
             chunk = pending[start : start + batch_size]
             _append(path, _run_batch(loaded, task, runner, chunk, settings, mode, suffix))
             if runner.name in bars:
-                bars[runner.name].update(force=dist.world == 1)
+                bars[runner.name].wrote(len(chunk))
         if runner.name in bars:
             bars[runner.name].update(force=True)
     marker = out / task.name / f".finished.rank{dist.rank}"

@@ -1,13 +1,14 @@
 """An evaluation output folder: one writer at a time (a lock), and no resume of another run's results.
 
-``RunLock`` holds ``OUT/.seesay.lock`` (pid, host, start time, command) while a run writes. A second run
-on the same folder refuses with one line naming the holder; a lock whose process is gone (a killed run on
-this host) is taken over. ``manifest_differences`` lists what separates the run asked for from the run
+``RunLock`` holds an ``flock`` on ``OUT/.seesay.lock`` (pid, host, start time, command) while a run writes.
+A second run on the same folder refuses with one line naming the holder; the lock of a killed run is gone
+with its process. ``manifest_differences`` lists what separates the run asked for from the run
 recorded in ``manifest.json``, so that a resume never mixes the two.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
@@ -32,35 +33,23 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _alive(pid: int) -> bool:
-    """Is a process with ``pid`` running on this host (and, where /proc says, a seesay/python one)?"""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    proc = Path(f"/proc/{pid}")
-    if not proc.exists():
-        return True  # no /proc here: the signal test is all there is
-    try:
-        if (proc / "stat").read_text().rpartition(")")[2].split()[0] == "Z":
-            return False  # a zombie: killed, not yet reaped
-        raw = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except (OSError, IndexError):
-        return True
-    # A recycled pid of an unrelated program does not hold the lock (empty: the process is exec'ing).
-    return not raw.strip() or "seesay" in raw or "python" in raw
-
-
 class RunLock:
-    """Exclusive right to write in ``folder``; a context manager (released on exit, also on Ctrl-C)."""
+    """Exclusive right to write in ``folder``; a context manager (released on exit, also on Ctrl-C).
+
+    An ``flock`` on ``OUT/.seesay.lock``: the kernel drops it when the holder exits or is killed, so a
+    lock left by a killed run is simply taken; the file names the holder (pid, host, start, command) for
+    the message a second run gets. After locking, the file is checked to still be the one at the path (a
+    release unlinks it), so two runs can never both hold it. Needs a file system with working ``flock``
+    (local disks; on NFS, use a local ``--out`` or one job per folder).
+    """
 
     def __init__(self, folder: str | os.PathLike):
         self.path = Path(folder) / LOCK_NAME
-        self.held = False
+        self.fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.fd is not None
 
     def _payload(self) -> dict[str, Any]:
         return {
@@ -70,65 +59,57 @@ class RunLock:
             "command": " ".join(sys.argv),
         }
 
-    def _read(self) -> dict[str, Any] | None:
+    def holder(self) -> dict[str, Any] | None:
         try:
-            holder = json.loads(self.path.read_text())
+            info = json.loads(self.path.read_text())
         except (OSError, json.JSONDecodeError):
             return None
-        return holder if isinstance(holder, dict) else None
+        return info if isinstance(info, dict) else None
+
+    def _refuse(self) -> DataError:
+        info = self.holder() or {}
+        return DataError(
+            f"{self.path.parent} is in use by another seesay run (pid {info.get('pid', '?')} on "
+            f"{info.get('host', '?')}, started {info.get('started', '?')}); wait for it or stop it"
+        )
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(3):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = self._read()
-                if holder is None:
-                    # Unreadable: a run killed between creating and writing it, or one writing it now.
-                    if time.time() - self._mtime() < 2.0:
-                        time.sleep(0.2)
-                        continue
-                    self._take_over()
-                    return
-                if holder.get("host") == socket.gethostname() and not _alive(int(holder.get("pid", -1))):
-                    self._take_over()  # left by a killed run
-                    return
-                where = f"pid {holder.get('pid')} on {holder.get('host')}"
-                raise DataError(
-                    f"{self.path.parent} is in use by another seesay run ({where}, started "
-                    f"{holder.get('started')}); wait for it or stop it"
-                    + (
-                        f" (if it is gone, delete {self.path})"
-                        if holder.get("host") != socket.gethostname()
-                        else ""
-                    )
-                ) from None
-            with os.fdopen(fd, "w") as f:
-                json.dump(self._payload(), f)
-            self.held = True
+        if self.fd is not None:
             return
-        raise DataError(f"cannot take the lock {self.path}: another process keeps rewriting it")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(10):
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                raise self._refuse() from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:  # released (unlinked) between our open and our lock: try the new file
+                os.close(fd)
+                continue
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps(self._payload()).encode())
+            os.fsync(fd)
+            self.fd = fd
+            return
+        raise DataError(f"cannot take the lock {self.path}: it keeps being replaced")
 
-    def _mtime(self) -> float:
-        try:
-            return self.path.stat().st_mtime
-        except OSError:
-            return 0.0
-
-    def _take_over(self) -> None:
-        atomic_write_text(self.path, json.dumps(self._payload()))
-        holder = self._read()
-        if not holder or holder.get("pid") != os.getpid():
-            raise DataError(f"{self.path.parent} was taken by another seesay run at the same moment")
-        self.held = True
+    def check(self) -> None:
+        """Refuse now (one line) if another run holds the folder; takes nothing."""
+        if not self.path.exists():
+            return
+        self.acquire()
+        self.release()
 
     def release(self) -> None:
-        if self.held:
-            holder = self._read()
-            if holder is None or holder.get("pid") == os.getpid():
-                self.path.unlink(missing_ok=True)
-            self.held = False
+        if self.fd is not None:
+            self.path.unlink(missing_ok=True)  # while still locked: no one can hold the old file after
+            os.close(self.fd)
+            self.fd = None
 
     def __enter__(self) -> RunLock:
         self.acquire()
@@ -151,12 +132,21 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _get(record: dict[str, Any], key: str) -> Any:
+    """``record["a"]["b"]`` for ``key="a.b"`` (None where a level is missing)."""
+    value: Any = record
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
 def differences(old: dict[str, Any], new: dict[str, Any], keys: list[str]) -> list[str]:
-    """``key: old -> new`` for each of ``keys`` (dotted into nested dicts) whose values differ."""
+    """``key: old -> new`` for each of ``keys`` (``a.b`` reads nested dicts) whose values differ."""
     out = []
     for key in keys:
-        a = dict(_flatten(key, old.get(key))) if isinstance(old.get(key), dict) else {key: old.get(key)}
-        b = dict(_flatten(key, new.get(key))) if isinstance(new.get(key), dict) else {key: new.get(key)}
+        va, vb = _get(old, key), _get(new, key)
+        a = dict(_flatten(key, va)) if isinstance(va, dict) else {key: va}
+        b = dict(_flatten(key, vb)) if isinstance(vb, dict) else {key: vb}
         for k in sorted(set(a) | set(b)):
             if a.get(k) != b.get(k):
                 out.append(f"{k}: {_short(a.get(k))} -> {_short(b.get(k))}")
