@@ -335,6 +335,18 @@ def test_image_paths_stay_inside_the_root_unless_allowed(tmp_path, saved_model, 
     assert main(_eval_args(data, saved_model, tmp_path / "o", "--allow-images-outside-root")) == 0
 
 
+def test_profile_refuses_records_whose_images_leave_the_root(tmp_path, saved_model, capsys):
+    from PIL import Image
+
+    Image.new("RGB", (20, 20)).save(tmp_path / "outside.png")
+    (tmp_path / "d").mkdir()
+    record = {"question": "q ?", "answer": "a", "image": "../outside.png", "bboxs": [[0, 0, 5, 5]]}
+    (tmp_path / "d" / "cot.jsonl").write_text(json.dumps(record) + "\n")
+    args = ["profile", "--data", str(tmp_path / "d" / "cot.jsonl"), "--model", str(saved_model)]
+    assert main([*args, "--out", str(tmp_path / "p.json")]) == 2
+    assert "lies outside the image root" in _err_line(capsys)
+
+
 # ---- item 12: traces ------------------------------------------------------------------------------
 
 

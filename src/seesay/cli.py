@@ -203,6 +203,9 @@ def profile(
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
     device: Annotated[str | None, typer.Option(help="Device, e.g. cpu or cuda:0.")] = None,
     trust_remote_code: Annotated[bool, typer.Option(help="Allow the model's own remote code.")] = False,
+    allow_images_outside_root: Annotated[
+        bool, typer.Option(help="Accept image paths in the records that leave the image root.")
+    ] = False,
 ) -> None:
     """Profile which layers attend to the evidence (VEA): per-layer AUROC, AUPRC, NDCG and RAPT."""
     from rich.progress import Progress
@@ -213,7 +216,10 @@ def profile(
     from .profiling import profile_layers
 
     model = model or default_model()
+    from .evaluation import check_image_paths
+
     records = load_visual_cot(data, image_root=image_root, limit=n)
+    check_image_paths(records, image_root or data.parent, allow_images_outside_root)  # type: ignore[arg-type]
     loaded = load_model(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
     with Progress(console=err_console, transient=True) as bar:
         task = bar.add_task("profiling", total=len(records))
