@@ -385,7 +385,7 @@ def eval_command(
             bar.stop()
     if summary is None:
         return
-    metrics = sorted({k for s in summary.values() for k in s if k != "n"})
+    metrics = sorted({k for s in summary.values() for k in s if k != "n" and not k.startswith("vs_base.")})
     table = Table(title=f"{bench} ({metric_mode} metrics) - {model}")
     table.add_column("method")
     for m in metrics:
@@ -395,6 +395,23 @@ def eval_command(
         cells = [_percent(scores.get(m)) for m in metrics]  # a method without a metric: blank cell
         table.add_row(method, *cells, str(int(scores["n"])))
     out_console.print(table)
+    paired = {m: sc for m, sc in summary.items() if "vs_base.diff" in sc}
+    if paired:
+        vs = Table(
+            title=f"against base on the same questions ({task.primary}; 95% paired bootstrap, McNemar)"
+        )
+        for col in ("method", "difference", "95% CI", "McNemar p", "n"):
+            vs.add_column(col, justify="left" if col == "method" else "right")
+        for method, sc in paired.items():
+            p_value = sc["vs_base.mcnemar_p"]
+            vs.add_row(
+                method,
+                f"{100 * sc['vs_base.diff']:+.2f}",
+                f"[{100 * sc['vs_base.ci_low']:+.2f}, {100 * sc['vs_base.ci_high']:+.2f}]",
+                f"{p_value:.3g}" if p_value is not None else "",
+                str(sc["vs_base.n"]),
+            )
+        out_console.print(vs)
     out_console.print(f"predictions, summary.json/csv and manifest.json in {escape(str(out))}")
 
 

@@ -47,6 +47,7 @@ from .errors import ConfigError, DataError, ImageError, SeesayError
 from .loading import LoadedModel, build_inputs
 from .methods import Method, get_method
 from .rundir import RunLock, atomic_write_text, differences
+from .stats import paired_difference
 from .tasks import Sample, Task
 
 
@@ -581,7 +582,8 @@ def _run(
         return None
     for r in range(dist.world):  # every rank is past the barrier: rank 0 clears the markers
         (out / task.name / f".finished.rank{r}").unlink(missing_ok=True)
-    summary = {}
+    summary: dict[str, dict[str, Any]] = {}
+    by_method: dict[str, dict[str, dict[str, Any]]] = {}
     for runner in runners:
         folder = out / task.name / runner.name
         rows = {i: row for i, row in _rows_of(folder).items() if i in ids}
@@ -599,8 +601,47 @@ def _run(
             values = [v for v in values if not (isinstance(v, float) and math.isnan(v))]
             summary[runner.name][k] = sum(values) / len(values) if values else float("nan")
         summary[runner.name]["n"] = len(rows)
+        by_method[runner.name] = rows
+    base_rows = by_method.get("base")
+    if base_rows is None and (out / task.name / "base").is_dir():  # base from an earlier run of this folder
+        found = {i: row for i, row in _rows_of(out / task.name / "base").items() if i in ids}
+        base_rows = found if len(found) == len(ids) else None
+    if base_rows is not None:
+        for name, rows in by_method.items():
+            if name != "base":
+                summary[name].update(against_base(base_rows, rows, task.primary))
     write_summary(out, task, summary)
     return summary
+
+
+VS_BASE = "vs_base"  # summary keys: vs_base.metric, .diff, .ci_low, .ci_high, .mcnemar_p, .n
+
+
+def against_base(
+    base: dict[str, dict[str, Any]], other: dict[str, dict[str, Any]], metric: str, seed: int = 0
+) -> dict[str, Any]:
+    """``other`` minus ``base`` on ``metric`` over the samples both scored: the difference, its 95%
+    paired-bootstrap interval (10,000 resamples, ``seed``) and McNemar's exact p (0/1 scores only)."""
+    common = sorted(
+        i
+        for i in base.keys() & other.keys()
+        if base[i]["score"].get(metric) is not None and other[i]["score"].get(metric) is not None
+    )
+    if not common:
+        return {}
+    result = paired_difference(
+        [float(base[i]["score"][metric]) for i in common],
+        [float(other[i]["score"][metric]) for i in common],
+        seed=seed,
+    )
+    return {
+        f"{VS_BASE}.metric": metric,
+        f"{VS_BASE}.diff": result.diff,
+        f"{VS_BASE}.ci_low": result.low,
+        f"{VS_BASE}.ci_high": result.high,
+        f"{VS_BASE}.mcnemar_p": result.p_value,
+        f"{VS_BASE}.n": result.n,
+    }
 
 
 def _run_batch(
