@@ -204,3 +204,22 @@ def test_cli_runs_baselines(tmp_path, capsys):
         )
         assert code == 0
         assert json.loads(capsys.readouterr().out)["method"] == method
+
+
+def test_dola_auto_tied_embeddings_follow_transformers_455(reference):
+    """The fixture's config.json omits tie_word_embeddings: 5.x's LlavaConfig says False, 4.55 said True."""
+    from seesay.methods.dola import tied_as_transformers_455
+
+    loaded, batch, ref = reference
+    assert loaded.model.config.tie_word_embeddings is False  # what a plain 5.x reading gives
+    assert tied_as_transformers_455(loaded.model.config) is ref["tie_word_embeddings"] is True
+    for run in ref["runs"]:
+        if isinstance(run["dola_layers"], str):  # "low" / "high": the auto start layer matters here
+            config = DoLaConfig(layers=run["dola_layers"], final_norm=False, per_sample=False)
+            settings = GenerationSettings(
+                max_new_tokens=10,
+                repetition_penalty=run["repetition_penalty"],
+                eos_token_id=2,
+                pad_token_id=0,
+            )
+            assert DoLa(config).generate(loaded, batch, settings).new_tokens.tolist() == run["tokens"]

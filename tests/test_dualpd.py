@@ -163,13 +163,16 @@ def test_contrast_modes_follow_their_formulas():
     batch = build_inputs(loaded, [tiny_image(24, 24)], ["what is the color ?"])
     final = torch.randn(1, loaded.adapter.vocab_size)
     early = torch.randn(1, loaded.adapter.vocab_size)
-    for mode in ("dola", "logits", "residual"):
+    for mode in ("dola", "logits", "literal", "residual"):
         step = DualPD(DualPDConfig(contrast=mode, alpha=0.2, beta=0.7, **step_cfg)).step_for(loaded, batch)
         got = step.combine(final, early)
         lp = final.log_softmax(-1)
         keep = lp >= lp.max() + math.log(0.2)
         if mode == "residual":
             want = final + 0.7 * (final - early)
+        elif mode == "literal":  # the paper's z_final - z_basic, no plausibility mask
+            want = final - early
+            assert torch.isfinite(got).all()
         elif mode == "dola":
             want = torch.where(keep, lp - early.log_softmax(-1), float("-inf"))
         else:
@@ -269,3 +272,37 @@ def test_cli_dualpd_with_overrides_and_trace(tmp_path, capsys):
     assert {"token_id", "step", "shift", "basic_layer", "suppressed_heads"} <= set(lines[0])
     assert lines[0]["basic_layer"] in (2, 3) and set(lines[0]["shift"]) == {"1->2", "2->3"}
     assert all(len(heads) == 1 for heads in lines[0]["suppressed_heads"].values())
+
+
+def test_dola_and_logits_contrasts_decode_the_same_tokens():
+    """They differ by a per-row constant on the same plausible set: equal greedy and sampled tokens."""
+    from tests.conftest import QUESTIONS, images
+
+    loaded = deep("llava")
+    batch = build_inputs(loaded, images(3), QUESTIONS)
+    for settings in (
+        GenerationSettings(max_new_tokens=6),
+        GenerationSettings(max_new_tokens=6, do_sample=True, temperature=0.7, top_p=0.9, seed=3),
+    ):
+        tokens = [
+            DualPD(DualPDConfig(contrast=c, rho=0.0)).generate(loaded, batch, settings).new_tokens.tolist()
+            for c in ("dola", "logits")
+        ]
+        assert tokens[0] == tokens[1]
+
+
+def test_rho_rounding_to_zero_warns_and_min_heads_keeps_one(recwarn):
+    from tests.conftest import QUESTIONS, images
+
+    loaded = deep("llava")
+    heads = loaded.adapter.num_heads
+    batch = build_inputs(loaded, images(2), QUESTIONS[:2])
+    rho = 0.5 / heads  # floor(rho * heads) = 0
+    with pytest.warns(UserWarning, match=r"floor\(rho \* heads\) = .* = 0"):
+        DualPD(DualPDConfig(rho=rho, contrast="none")).step_for(loaded, batch)
+    method = DualPD(DualPDConfig(rho=rho, min_heads=1, contrast="none"), trace=True)
+    out = method.generate(loaded, batch, GenerationSettings(max_new_tokens=2))
+    rows = [row for step in out.trace for row in step]
+    assert rows and all(len(v) == 1 for row in rows for v in row["suppressed_heads"].values())
+    with pytest.raises(ConfigError, match="min_heads"):
+        DualPDConfig(min_heads=-1)

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -559,6 +560,11 @@ def _usage_line(exc: Exception) -> str:
     return f"{message} (see '{command} --help')"
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings on the command line: one yellow line, without the source location."""
+    err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+
+
 def _print_error(message: str) -> None:
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
@@ -570,6 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # stderr keeps seesay's own lines: progress, one-line errors
+    warnings.showwarning = _one_line_warning
     try:
         code = app(args=args, standalone_mode=False, prog_name="seesay")
     except SeesayError as err:

@@ -13,7 +13,9 @@ position and the final logits z:
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -41,7 +43,8 @@ class DoLaConfig(MethodConfig):
     final_norm: apply the final norm to premature layers. [True: seesay's logit lens; 4.55 had it off]
     per_sample: choose the premature layer per sample; False takes the argmax of the batch-mean JS, as
         4.55 did. [True: ours, a batch must not change a sample's answer]
-    tied_embeddings: whether "low" starts at 2 (tied) or 0; None reads ``model.config.tie_word_embeddings``
+    tied_embeddings: whether "low" starts at 2 (tied) or 0; None reads it as transformers 4.55 did (the
+        saved config's ``tie_word_embeddings``, True where the file omits it)
         as 4.55 did. [None: 4.55]
     """
 
@@ -91,14 +94,29 @@ def _js_to_final(final: torch.Tensor, premature: torch.Tensor) -> torch.Tensor:
     return 0.5 * (kl1 + kl2)
 
 
+def tied_as_transformers_455(config: Any) -> bool:
+    """Whether transformers 4.55's DoLa saw tied embeddings: the top-level config's flag, True where the
+    saved config.json omits it (4.55's PretrainedConfig defaulted it to True; 5.x composite configs such
+    as LlavaConfig default it to False, so the saved file is read when there is one)."""
+    folder = Path(str(getattr(config, "_name_or_path", "") or ""))
+    raw_path = folder / "config.json"
+    if raw_path.is_file():
+        try:
+            raw = json.loads(raw_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            raw = {}
+        if isinstance(raw, dict):
+            return bool(raw.get("tie_word_embeddings", True))
+    return bool(getattr(config, "tie_word_embeddings", True))
+
+
 class DoLaStep:
     """The per-step hook: premature logits of all candidates in one lm_head call, then the contrast."""
 
     def __init__(self, config: DoLaConfig, loaded: LoadedModel, trace: bool = False):
         self.config = config
         adapter = loaded.adapter
-        tied = bool(getattr(loaded.model.config, "tie_word_embeddings", False))
-        self.candidates = config.candidates(adapter.num_layers, tied)
+        self.candidates = config.candidates(adapter.num_layers, tied_as_transformers_455(loaded.model.config))
         self.capture_layers = [j - 1 for j in self.candidates]  # hidden_states[j] = output of layer j-1
         self.lens = LogitLens(adapter, final_norm=config.final_norm)
         self.trace_enabled = trace

@@ -13,11 +13,16 @@ One forward pass per generated token. At step t, for the query q (the last posit
     and next-token scores from z^(L-1) (final logits of the filtered pass) and z^(l_b) (logit lens):
         dola:     log_softmax(z^(L-1)) - log_softmax(z^(l_b))   on {p^(L-1) >= alpha max p^(L-1)}
         logits:   z^(L-1) - z^(l_b)                             on the same plausible set
+        literal:  z^(L-1) - z^(l_b)                             everywhere (the paper's formula as written)
         residual: z^(L-1) + beta (z^(L-1) - z^(l_b))
+"dola" and "logits" differ by a per-row constant (log Z^(L-1) - log Z^(l_b)) on the same set, so they pick
+the same tokens under greedy decoding, temperature, top-k and top-p; only processors that are not
+shift-invariant (the repetition penalty) tell them apart.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -32,7 +37,7 @@ from ..loading import LoadedModel, PreparedBatch
 from ..tap import AttentionTap, LayerScores, keys_from_positions, positions_from_keys
 from .base import Method, MethodConfig
 
-Contrast = Literal["dola", "logits", "residual", "none"]
+Contrast = Literal["dola", "logits", "literal", "residual", "none"]
 
 
 @dataclass(frozen=True)
@@ -40,8 +45,9 @@ class DualPDConfig(MethodConfig):
     """DualPD's knobs. Source of each default in brackets (METHODS.md section 1 gives the full table).
 
     Inter-layer contrast (1a):
-        contrast: how z^(L-1) and z^(l_b) combine ("none" turns 1a off). ["dola": our choice, the paper
-            builds on DoLa's contrast and leaves the exact form open]
+        contrast: how z^(L-1) and z^(l_b) combine ("none" turns 1a off; "literal" is the paper's
+            z_final - z_basic with no plausibility mask). ["dola": our choice, the paper builds on DoLa's
+            contrast and leaves the exact form open]
         alpha: plausibility threshold of "dola" / "logits" (p >= alpha * max p). [0.1: DoLa's relative_top]
         beta: strength of "residual". [1.0: our choice, the plain difference]
         head_reduction: heads -> one visual attention row, "mean" or "max". [mean: paper's description]
@@ -54,6 +60,8 @@ class DualPDConfig(MethodConfig):
         final_norm: apply the final norm before lm_head on the basic layer (logit lens). [True: our choice]
     Intra-layer head filtering (1b):
         rho: fraction of heads suppressed per layer, rounded down (0 turns 1b off). [0.15: paper]
+        min_heads: at least this many heads are suppressed when rho > 0 (floor(rho * H) is 0 for
+            H < 7 at rho = 0.15, which a one-time warning points out). [0: the paper's rounding]
         gamma: decay factor (1 turns 1b off). [0.9: paper]
         decay_target: "scores" (pre-softmax logits of the row) or "output" (the head's output row).
             [scores: as the method is described]
@@ -72,6 +80,7 @@ class DualPDConfig(MethodConfig):
     static_layer: int | None = None
     final_norm: bool = True
     rho: float = 0.15
+    min_heads: int = 0
     gamma: float = 0.9
     decay_target: Literal["scores", "output"] = "scores"
     filter_layers: tuple[int, ...] | None = None
@@ -79,7 +88,7 @@ class DualPDConfig(MethodConfig):
 
     def __post_init__(self) -> None:
         choices = {
-            "contrast": ("dola", "logits", "residual", "none"),
+            "contrast": ("dola", "logits", "literal", "residual", "none"),
             "head_reduction": ("mean", "max"),
             "shift_metric": ("hellinger", "js", "kl"),
             "pair_side": ("later", "earlier"),
@@ -95,6 +104,8 @@ class DualPDConfig(MethodConfig):
             raise ConfigError(f"dualpd alpha must be in (0, 1]; got {self.alpha}")
         if not 0 <= self.rho < 1:
             raise ConfigError(f"dualpd rho must be in [0, 1); got {self.rho}")
+        if self.min_heads < 0:
+            raise ConfigError(f"dualpd min_heads must be >= 0; got {self.min_heads}")
         if self.gamma < 0:
             raise ConfigError(f"dualpd gamma must be >= 0; got {self.gamma}")
         for name in ("candidate_layers", "filter_layers"):
@@ -144,6 +155,14 @@ class DualPDStep:
         n = self.adapter.num_layers
         self.candidates, filters = config.resolved(n)
         self.filter_layers = frozenset(filters) if config.filtering else frozenset()
+        heads = self.adapter.num_heads
+        if self.filter_layers and int(config.rho * heads) == 0 and config.min_heads == 0:
+            warnings.warn(
+                f"dualpd: floor(rho * heads) = floor({config.rho} * {heads}) = 0, so the head filter "
+                "suppresses no head on this model; set min_heads=1 (or a larger rho) to filter",
+                UserWarning,
+                stacklevel=2,
+            )
         self.image_keys = image_keys  # [B, T_prompt] bool
         self._image_weight = image_keys[:, None, :].float()
         self.lens = LogitLens(self.adapter, final_norm=config.final_norm)
@@ -165,7 +184,7 @@ class DualPDStep:
         if scores.layer not in self.filter_layers:
             return None
         b, h = scores.scores.shape[:2]
-        k = int(self.config.rho * h)
+        k = min(h, max(int(self.config.rho * h), self.config.min_heads))
         if k == 0:
             return None
         key_mask = None
@@ -227,6 +246,8 @@ class DualPDStep:
         cfg = self.config
         if cfg.contrast == "residual":
             return final + cfg.beta * (final - early)
+        if cfg.contrast == "literal":
+            return final - early
         final_lp = final.log_softmax(-1)
         diff = final_lp - early.log_softmax(-1) if cfg.contrast == "dola" else final - early
         return relative_top_filter(diff, final_lp, cfg.alpha)
