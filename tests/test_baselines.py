@@ -223,3 +223,61 @@ def test_dola_auto_tied_embeddings_follow_transformers_455(reference):
                 pad_token_id=0,
             )
             assert DoLa(config).generate(loaded, batch, settings).new_tokens.tolist() == run["tokens"]
+
+
+def test_vcd_batch_equals_one_sample_at_a_time(family):
+    """Each sample's noise depends on its own image only, so a batch decodes every sample as alone."""
+    import seesay
+    from tests.conftest import QUESTIONS, images, loaded_tiny
+
+    loaded = loaded_tiny(family)
+    settings = GenerationSettings(max_new_tokens=5)
+    batch = seesay.ask_batch(
+        loaded, images(3), QUESTIONS, method=VCD(VCDConfig(alpha=1.0)), settings=settings
+    )
+    for i, answer in enumerate(batch):
+        alone = seesay.ask_batch(
+            loaded, [images(3)[i]], [QUESTIONS[i]], method=VCD(VCDConfig(alpha=1.0)), settings=settings
+        )[0]
+        assert answer.token_ids == alone.token_ids, (family, i)
+
+
+def test_vcd_cached_noisy_steps_equal_a_direct_recomputation():
+    """Every decode step's scores, the noised branch read from its own KV cache, against a full forward
+    pass of the noised image and the tokens so far."""
+    from seesay.decoding import decode
+    from seesay.methods.vcd import VCDStep
+    from tests.conftest import loaded_tiny
+
+    loaded = loaded_tiny("llava")
+    batch = build_inputs(loaded, [tiny_image(24, 24)], ["what is the color ?"])
+    config = VCDConfig(alpha=0.5, beta=0.2)
+    step = VCDStep(config, loaded, batch.inputs)
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def spy(state):
+        scores = step(state)
+        seen.append((scores, state.logits))
+        return scores
+
+    out = decode(
+        loaded.model,
+        batch.inputs,
+        adapter=loaded.adapter,
+        settings=GenerationSettings(max_new_tokens=4, eos_token_id=[]),
+        hook=spy,
+    )
+    assert len(seen) == 4
+    t0 = batch.inputs["input_ids"].shape[1]
+    noisy_pixels = add_diffusion_noise(batch.inputs["pixel_values"], config)
+    for t, (scores, clean) in enumerate(seen):
+        ids = out.sequences[:, : t0 + t]
+        with torch.no_grad():
+            noisy = (
+                loaded.model(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=noisy_pixels)
+                .logits[:, -1]
+                .float()
+            )
+        keep = clean >= math.log(0.2) + clean.max(-1, keepdim=True).values
+        want = torch.where(keep, 1.5 * clean - 0.5 * noisy, float("-inf"))
+        assert torch.allclose(scores, want, atol=1e-4), t

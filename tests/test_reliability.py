@@ -151,7 +151,15 @@ def test_ctrl_c_exits_130_with_a_resume_hint_and_the_rerun_completes(tmp_path, s
     out = tmp_path / "out"
     args = _eval_args(data, saved_model, out, "--batch-size", "1", "--max-new-tokens", "4")
     path = out / "textvqa" / "base" / "predictions.jsonl"
-    proc = subprocess.Popen(_cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    proc = subprocess.Popen(
+        _cli(*args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+        # a test runner started in the background inherits an ignored SIGINT: give the child Ctrl-C back
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 120
     while time.time() < deadline and (not path.exists() or len(path.read_bytes().splitlines()) < 2):
         time.sleep(0.02)

@@ -69,17 +69,53 @@ def diffusion_schedule(num_steps: int = 1000, beta_min: float = 1e-5, beta_max: 
     return torch.cumprod(1 - betas, dim=0)
 
 
-def add_diffusion_noise(pixel_values: torch.Tensor, config: VCDConfig) -> torch.Tensor:
-    """v' = sqrt(abar_t) v + sqrt(1 - abar_t) eps on the normalised pixel tensor (any layout)."""
+def add_diffusion_noise(
+    pixel_values: torch.Tensor, config: VCDConfig, rows_per_sample: list[int] | None = None
+) -> torch.Tensor:
+    """v' = sqrt(abar_t) v + sqrt(1 - abar_t) eps on the normalised pixel tensor (any layout).
+
+    With ``rows_per_sample`` (how many leading rows of ``pixel_values`` each sample owns) and a seed, each
+    sample's eps is drawn from a generator seeded afresh with ``noise_seed``: a sample gets the same
+    noise in any batch as alone, so a batch decodes each sample as it would one at a time.
+    """
     abar = float(diffusion_schedule(config.num_steps, config.beta_min, config.beta_max)[config.noise_step])
-    generator = None
-    if config.noise_seed is not None:
-        generator = torch.Generator(device=pixel_values.device).manual_seed(config.noise_seed)
-    eps = torch.randn(
-        pixel_values.shape, generator=generator, device=pixel_values.device, dtype=torch.float32
-    )
+    device = pixel_values.device
+
+    def draw(shape: tuple[int, ...]) -> torch.Tensor:
+        generator = None
+        if config.noise_seed is not None:
+            generator = torch.Generator(device=device).manual_seed(config.noise_seed)
+        return torch.randn(shape, generator=generator, device=device, dtype=torch.float32)
+
+    if rows_per_sample is None or config.noise_seed is None:
+        eps = draw(tuple(pixel_values.shape))
+    else:
+        rest = tuple(pixel_values.shape[1:])
+        eps = torch.cat([draw((rows, *rest)) for rows in rows_per_sample], dim=0)
     noisy = math.sqrt(abar) * pixel_values.float() + math.sqrt(1 - abar) * eps
     return noisy.to(pixel_values.dtype)
+
+
+def rows_per_sample(inputs: dict[str, torch.Tensor], image_mask: torch.Tensor) -> list[int]:
+    """How many leading rows of ``pixel_values`` belong to each sample of the batch.
+
+    One row (image) each when the first dimension is the batch (LLaVA, LLaVA-NeXT, Gemma3); Qwen2-VL's
+    patch rows from ``image_grid_thw`` (t * h * w per image); else (InternVL's tiles) in proportion to
+    each sample's image tokens, which is a fixed number per row.
+    """
+    pixels = inputs["pixel_values"]
+    batch = image_mask.shape[0]
+    per_sample_tokens = image_mask.sum(-1).tolist()
+    if pixels.shape[0] == batch:
+        return [1] * batch
+    grid = inputs.get("image_grid_thw")
+    if grid is not None and grid.shape[0] == batch:
+        return [int(t * h * w) for t, h, w in grid.tolist()]
+    total = sum(per_sample_tokens)
+    rows = [pixels.shape[0] * n // total for n in per_sample_tokens] if total else []
+    if sum(rows) != pixels.shape[0]:
+        raise ConfigError("vcd cannot tell which image rows belong to which sample of this batch")
+    return rows
 
 
 class VCDStep:
@@ -91,7 +127,8 @@ class VCDStep:
         self.config = config
         self.adapter = loaded.adapter
         self.noisy_inputs = dict(inputs)
-        self.noisy_inputs["pixel_values"] = add_diffusion_noise(inputs["pixel_values"], config)
+        rows = rows_per_sample(inputs, loaded.adapter.image_mask(inputs["input_ids"]))
+        self.noisy_inputs["pixel_values"] = add_diffusion_noise(inputs["pixel_values"], config, rows)
         self.past = None
         self.positions: dict[str, Any] = {}
         self.forward_passes = 0
