@@ -654,3 +654,30 @@ def test_task_loaders_refuse_an_empty_answer_list(tmp_path):
     )
     with pytest.raises(DataError, match="record 0 has no reference answers"):
         get_task("textvqa").load(path, None)
+
+
+def test_auprc_and_ndcg_treat_ties_as_scikit_learn_hand_computed():
+    # two tokens tie at the top, one of them evidence: one threshold with precision 1/2, recall 1
+    assert auprc([0.5, 0.5, 0.1], [1, 0, 0]) == pytest.approx(0.5)  # index order would give 1.0
+    # NDCG: the tied group's positions share its mean gain 1/2: (1/2)(1 + 1/log2 3) / 1
+    assert ndcg([0.5, 0.5, 0.1], [1, 0, 0]) == pytest.approx(0.5 * (1 + 1 / math.log2(3)))
+    # all four tokens tie (an all-zero attention row): AP = 2/4; DCG = (1/2) sum of 4 discounts
+    discounts = [1 / math.log2(k + 2) for k in range(4)]
+    assert auprc([0.0] * 4, [1, 1, 0, 0]) == pytest.approx(0.5)
+    assert ndcg([0.0] * 4, [1, 1, 0, 0]) == pytest.approx(0.5 * sum(discounts) / sum(discounts[:2]))
+    # no ties: the usual formulas
+    assert auprc([0.9, 0.5, 0.3, 0.1], [1, 0, 1, 0]) == pytest.approx((1 + 2 / 3) / 2)
+    assert ndcg([0.9, 0.5, 0.3, 0.1], [1, 0, 1, 0]) == pytest.approx((1 + 0.5) / (1 + 1 / math.log2(3)))
+
+
+def test_auprc_and_ndcg_equal_scikit_learn_on_tied_cases():
+    sk = pytest.importorskip("sklearn.metrics")  # not a test dependency: runs where scikit-learn is installed
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        n = int(rng.integers(2, 30))
+        s = rng.integers(0, 4, n) / 3
+        y = rng.integers(0, 2, n)
+        if y.min() == y.max():
+            continue
+        assert auprc(s, y) == pytest.approx(sk.average_precision_score(y, s), abs=1e-12)
+        assert ndcg(s, y) == pytest.approx(sk.ndcg_score(y[None], s[None]), abs=1e-12)
