@@ -339,3 +339,13 @@ def test_vea_batch_equals_one_at_a_time():
         n = alone.new_tokens.shape[1]
         assert torch.equal(batched.new_tokens[i, :n], alone.new_tokens[0])
         np.testing.assert_allclose(batched_maps[i], method.last_maps[0][0].emap, atol=1e-5)
+
+
+def test_prompts_follow_the_reference_table():
+    """The hint comes before `Question: {q}`; the abstention string has typographic quotes."""
+    from seesay.methods.vea import VEA_HINT, qa_prompt
+
+    vea, qa = vea_prompt("what is it ?"), qa_prompt("what is it ?")
+    assert vea.endswith(f"{VEA_HINT} Question: what is it ?")
+    assert "output \u201cI cannot answer based on the given image.\u201d" in qa and '"' not in qa
+    assert vea.replace(VEA_HINT + " ", "") == qa  # the hint is the only difference ("Inst" control)

@@ -27,14 +27,20 @@ from ..evidence import evidence_map, highlight
 from ..loading import LoadedModel, PreparedBatch, build_inputs, load_model
 from .base import Method, MethodConfig
 
-QA_PROMPT = (
+# The reference's prompt table (ZhiningLiu1998/VEA), typographic quotes (U+201C / U+201D) included; the
+# VEA hint goes BEFORE "Question: {q}" and is the only difference from the QA prompt ("Inst" = VEA prompt
+# on the plain image).
+OPENING = (
     "Directly answer the question based on the image, no explanation is needed. "
-    'If the image does not contain any relevant evidence, output "I cannot answer based on the given image." '
-    "Question: {question}"
+    "If the image does not contain any relevant evidence, output \u201cI cannot answer based on the given "
+    "image.\u201d"
 )
-VEA_SUFFIX = (
-    " Only use words from the picture, especially those in the highlighted region, to answer the question."
+VEA_HINT = (
+    "Only use words from the picture, especially those in the highlighted region, to answer the question."
 )
+QA_PROMPT = OPENING + " Question: {question}"
+VEA_PROMPT = OPENING + " " + VEA_HINT + " Question: {question}"
+
 
 # Published visual-grounding layers (0-indexed), METHODS.md section 2 / the VEA paper.
 LAYER_PRESETS: dict[str, tuple[int, ...]] = {
@@ -54,7 +60,7 @@ def qa_prompt(question: str) -> str:
 
 
 def vea_prompt(question: str) -> str:
-    return qa_prompt(question) + VEA_SUFFIX
+    return VEA_PROMPT.format(question=question)
 
 
 def preset_layers(model_name: str) -> tuple[int, ...] | None:
