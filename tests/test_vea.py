@@ -69,7 +69,7 @@ def test_minmax_and_alpha_floor():
     out = np.asarray(highlight(image, emap, alpha=0.5), dtype=float)
     assert tuple(out[0, 0]) == (100, 50, 25)  # e = 0: the alpha floor
     assert tuple(out[0, 1]) == (200, 100, 50)  # e = 1: unchanged
-    assert tuple(out[0, 2]) == (150, 75, 38)  # 0.75 x (rounded)
+    assert tuple(out[0, 2]) == (150, 75, 37)  # 0.75 x, truncated to uint8 as the reference (37.5 -> 37)
     np.testing.assert_array_equal(np.asarray(highlight(image, emap, alpha=1.0)), np.asarray(image))
     with pytest.raises(ValueError):
         highlight(image, np.zeros((3, 3)))
@@ -349,3 +349,14 @@ def test_prompts_follow_the_reference_table():
     assert vea.endswith(f"{VEA_HINT} Question: what is it ?")
     assert "output \u201cI cannot answer based on the given image.\u201d" in qa and '"' not in qa
     assert vea.replace(VEA_HINT + " ", "") == qa  # the hint is the only difference ("Inst" control)
+
+
+def test_highlight_truncates_to_uint8_as_the_reference():
+    from PIL import Image
+
+    from seesay.evidence import highlight
+
+    image = Image.new("RGB", (2, 1), (101, 255, 3))
+    out = np.asarray(highlight(image, np.array([[0.5, 0.0]]), alpha=0.5))
+    assert out[0, 0].tolist() == [75, 191, 2]  # 101 * 0.75 = 75.75 -> 75 (rounding would give 76)
+    assert out[0, 1].tolist() == [50, 127, 1]  # 101 * 0.5 = 50.5 -> 50

@@ -118,7 +118,7 @@ def minmax(x: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
 
 
 def highlight(image: Image.Image, emap: np.ndarray, alpha: float = 0.5) -> Image.Image:
-    """Eq. 4: scale every channel by alpha + (1 - alpha) E."""
+    """Eq. 4: scale every channel by alpha + (1 - alpha) E, truncated to uint8 as the reference."""
     if not 0 <= alpha <= 1:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     arr = np.asarray(image.convert("RGB"), dtype=np.float64)
@@ -126,7 +126,8 @@ def highlight(image: Image.Image, emap: np.ndarray, alpha: float = 0.5) -> Image
     if emap.shape != arr.shape[:2]:
         raise ValueError(f"evidence map {emap.shape} does not match the image {arr.shape[:2]}")
     gain = (alpha + (1 - alpha) * emap)[..., None]
-    return Image.fromarray(np.clip(np.rint(arr * gain), 0, 255).astype(np.uint8))
+    # truncated to uint8 as VEA's reference does (``.astype(np.uint8)``), not rounded
+    return Image.fromarray(np.clip(arr * gain, 0, 255).astype(np.uint8))
 
 
 def _to_original(canvas: np.ndarray, covered: np.ndarray, block: ImageGrid, size: tuple[int, int]):
