@@ -360,3 +360,35 @@ def test_highlight_truncates_to_uint8_as_the_reference():
     out = np.asarray(highlight(image, np.array([[0.5, 0.0]]), alpha=0.5))
     assert out[0, 0].tolist() == [75, 191, 2]  # 101 * 0.75 = 75.75 -> 75 (rounding would give 76)
     assert out[0, 1].tolist() == [50, 127, 1]  # 101 * 0.5 = 50.5 -> 50
+
+
+def test_retrieval_is_scored_on_the_denoised_patch_scores(tmp_path):
+    """Eq. 2 replaces an attention sink by its neighbours' mean; the VEA map's AUROC / AUPRC / NDCG in an
+    eval are computed on those denoised scores, as VEA's attribution script does."""
+    from seesay.evaluation import evidence_scores
+    from seesay.evidence import box_labels, denoise, denoised_scores
+    from seesay.methods import VEA, VEAConfig
+    from seesay.metrics import auprc, auroc
+    from seesay.testing.tiny import tiny_image
+    from tests.conftest import loaded_tiny
+
+    loaded = loaded_tiny("llava")
+    result = VEA(VEAConfig(layer_set="all", prompt="question")).evidence(
+        loaded, [[tiny_image(32, 32)]], ["q ?"]
+    )
+    res = result[0][0]
+    layout = res.layout
+    block, idx = layout.blocks[0], layout.block_slices[0]
+    want = denoise(np.asarray(res.token_scores)[idx].reshape(block.rows, block.cols), 10.0).ravel()
+    np.testing.assert_allclose(denoised_scores(layout, res.token_scores)[idx], want)
+    np.testing.assert_allclose(res.retrieval_scores, denoised_scores(layout, res.token_scores))
+    # a sink: one token 1000x its neighbours is flattened by Eq. 2, so it no longer ranks first
+    spiked = np.full(len(layout.positions), 1.0)
+    spiked[idx[block.cols + 1]] = 1000.0  # an interior token (edges are padded by replication)
+    assert denoised_scores(layout, spiked).max() < 1000.0
+    w, h = layout.original_size
+    boxes = [[0, 0, w / 2, h / 2]]
+    labels = box_labels(layout, boxes)
+    got = evidence_scores(res, boxes)
+    assert got["evidence_auroc"] == pytest.approx(auroc(res.retrieval_scores, labels))
+    assert got["evidence_auprc"] == pytest.approx(auprc(res.retrieval_scores, labels))

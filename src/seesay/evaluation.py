@@ -697,7 +697,8 @@ def evidence_scores(result: Any, boxes: Sequence[Sequence[float]]) -> dict[str, 
     labels = box_labels(result.layout, boxes)
     if labels.all() or not labels.any():
         return {"evidence_auroc": None, "evidence_auprc": None, "evidence_ndcg": None}
-    s = result.token_scores
+    # VEA's reference scores retrieval on the denoised (Eq. 1 + Eq. 2) patch scores
+    s = result.retrieval_scores if result.retrieval_scores is not None else result.token_scores
     return {
         "evidence_auroc": auroc(s, labels),
         "evidence_auprc": auprc(s, labels),

@@ -161,6 +161,17 @@ def block_map(
     return smooth(canvas, sigma), covered
 
 
+def denoised_scores(layout: ImageLayout, token_scores: np.ndarray, lam: float = 10.0) -> np.ndarray:
+    """Eq. 2 on each block's token grid, back in ``layout.positions`` order (tokens outside every block,
+    e.g. LLaVA-NeXT's row ends, keep their score): the patch scores VEA's reference scores retrieval on."""
+    out = np.asarray(token_scores, dtype=np.float64).copy()
+    if out.ndim != 1 or len(out) != len(layout.positions):
+        raise ValueError(f"expected one score per image token ({len(layout.positions)}), got {out.shape}")
+    for block, idx in zip(layout.blocks, layout.block_slices, strict=True):
+        out[idx] = denoise(out[idx].reshape(block.rows, block.cols), lam).ravel()
+    return out
+
+
 def evidence_map(
     layout: ImageLayout,
     token_scores: np.ndarray,

@@ -23,7 +23,7 @@ from ..adapters.base import ImageLayout
 from ..attribution import attention_rows
 from ..decoding import DecodeOutput, GenerationSettings
 from ..errors import ConfigError
-from ..evidence import evidence_map, highlight
+from ..evidence import denoised_scores, evidence_map, highlight
 from ..loading import LoadedModel, PreparedBatch, build_inputs, load_model
 from .base import Method, MethodConfig
 
@@ -169,6 +169,7 @@ class EvidenceResult:
     layers: tuple[int, ...]
     token_scores: np.ndarray
     layout: ImageLayout | None = None
+    retrieval_scores: np.ndarray | None = None  # Eq. 1 + Eq. 2 (denoised) scores: what retrieval is scored on
 
 
 class VEA(Method):
@@ -208,7 +209,9 @@ class VEA(Method):
             for layout, image in zip(per_image, batch.images[b], strict=True):
                 scores = rows[b][:, layout.positions].mean(axis=0)  # Eq. 1
                 emap = evidence_map(layout, scores, cfg.lam, cfg.sigma if cfg.smooth else 0.0, cfg.denoise)
-                sample.append(EvidenceResult(emap, highlight(image, emap, cfg.alpha), layers, scores, layout))
+                retrieval = denoised_scores(layout, scores, cfg.lam) if cfg.denoise else scores
+                highlighted = highlight(image, emap, cfg.alpha)
+                sample.append(EvidenceResult(emap, highlighted, layers, scores, layout, retrieval))
             results.append(sample)
         return results
 
