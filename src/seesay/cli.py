@@ -425,7 +425,9 @@ def _percent(value: float | None) -> str:
 
 
 def _pct(x: float) -> str:
-    return f"{100 * x:.1f}%"
+    import math
+
+    return "n/a" if math.isnan(x) else f"{100 * x:.1f}%"
 
 
 @app.command()
