@@ -235,6 +235,8 @@ def reconcile_manifest(out: Path, new: dict[str, Any], bench: str, overwrite: bo
         except (OSError, json.JSONDecodeError):
             old = None
         if not isinstance(old, dict) or old.get("format") != MANIFEST_FORMAT:
+            if not _has_results(out):
+                return new  # an unreadable manifest with nothing behind it: start afresh
             if not overwrite:
                 raise DataError(
                     f"{out} holds results whose manifest.json this seesay cannot read (older or damaged); "
