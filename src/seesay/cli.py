@@ -332,7 +332,7 @@ def eval_command(
     runners = [get_method(name, **per_method[name]) for name in names]  # bad options fail before loading
     refuse_single_process_cpu_launch()
     # Bad data, a bad mode or a folder in use are refused before a (large) model is loaded.
-    precheck(
+    samples = precheck(
         task,
         data,
         out,
@@ -380,6 +380,7 @@ def eval_command(
             prompt_suffix=unescape(prompt_suffix) if prompt_suffix is not None else None,
             overwrite=overwrite,
             allow_images_outside_root=allow_images_outside_root,
+            samples=samples,
         )
     finally:
         if tasks:

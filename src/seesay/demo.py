@@ -186,12 +186,6 @@ def _nanmean(x: np.ndarray, axis: int | None = None) -> Any:
         return np.nanmean(x, axis=axis)
 
 
-def _layer_auroc(loaded: LoadedModel, records: list[dict], batch_size: int) -> list[float]:
-    """Mean evidence AUROC per layer over the non-degenerate records."""
-    per_sample = _auroc_matrix(loaded, records, batch_size)
-    return _nanmean(per_sample, axis=0).tolist() if len(records) else []
-
-
 def _asked_shape(record: dict) -> str:
     """The shape a colour question is about: the object whose box is the evidence box."""
     return next(o["shape"] for o in record["objects"] if list(o["box"]) == list(record["bboxs"][0]))

@@ -451,12 +451,16 @@ def precheck(
     limit: int | None = None,
     mode: str = "official",
     allow_images_outside_root: bool = False,
-) -> None:
-    """What can be refused before a model is loaded (bad data, bad mode, a folder in use): refuse it now."""
+) -> list[Sample]:
+    """What can be refused before a model is loaded (bad data, bad mode, a folder in use): refuse it now.
+
+    Returns the selected samples, for :func:`evaluate` (``samples=``), so the data is read once.
+    """
     check_metric_mode(task, mode)
-    select_samples(task, Path(data), image_root, limit, allow_images_outside_root)
+    samples = select_samples(task, Path(data), image_root, limit, allow_images_outside_root)
     if Dist.detect().rank == 0:
         RunLock(out_dir).check()
+    return samples
 
 
 def evaluate(
@@ -476,12 +480,14 @@ def evaluate(
     prompt_suffix: str | None = None,
     overwrite: bool = False,
     allow_images_outside_root: bool = False,
+    samples: Sequence[Sample] | None = None,
 ) -> dict[str, dict[str, float]] | None:
     """Run ``methods`` on ``task``; returns {method: {score: mean}} on rank 0 (None on other ranks).
 
     ``prompt_suffix`` (appended to each question) defaults to the model's own setting
     (``loaded.info["prompt_suffix"]``, from ``seesay.json`` beside its config), else the task's.
-    ``progress(method, completed, total)`` is called on rank 0 with counts over all ranks.
+    ``progress(method, completed, total)`` is called on rank 0 with counts over all ranks. ``samples``:
+    the selection :func:`precheck` returned for the same arguments (else it is read here).
     """
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch_size}")
@@ -489,7 +495,8 @@ def evaluate(
     dist = Dist.detect()
     out = Path(out_dir)
     data = Path(data)
-    samples = select_samples(task, data, image_root, limit, allow_images_outside_root)
+    if samples is None:
+        samples = select_samples(task, data, image_root, limit, allow_images_outside_root)
     settings = settings or GenerationSettings(max_new_tokens=task.max_new_tokens)
     runners = [m if isinstance(m, Method) else get_method(m) for m in methods]
     names = [r.name for r in runners]
