@@ -401,22 +401,32 @@ def test_a_held_lock_refuses_and_a_killed_holder_leaves_none(tmp_path):
 
 
 def test_two_runs_racing_for_a_stale_lock_never_both_hold_it(tmp_path):
+    """Three runs, released at the same moment onto a lock file left by a killed run: one holds it (and
+    keeps holding it), the other two are refused."""
     out = tmp_path / "out"
+    go = tmp_path / "go"
     script = (
-        "import sys, time; from seesay.rundir import RunLock; from seesay.errors import DataError\n"
+        "import os, sys, time; from seesay.rundir import RunLock; from seesay.errors import DataError\n"
         f"lock = RunLock({str(out)!r})\n"
-        "try:\n    lock.acquire(); print('got', flush=True); time.sleep(1.0); lock.release()\n"
+        f"while not os.path.exists({str(go)!r}):\n    time.sleep(0.001)\n"
+        "try:\n    lock.acquire(); print('got', flush=True); time.sleep(120)\n"
         "except DataError:\n    print('refused', flush=True)\n"
     )
-    for _ in range(1):  # one round of three racers (each start imports torch: seconds)
-        out.mkdir(exist_ok=True)
-        (out / ".seesay.lock").write_text('{"pid": 999999, "host": "gone"}')  # left by a killed run
-        procs = [
-            subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=ENV)
-            for _ in range(3)
-        ]
-        said = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
-        assert said.count("got") == 1, said
+    out.mkdir()
+    (out / ".seesay.lock").write_text('{"pid": 999999, "host": "gone"}')  # left by a killed run
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=ENV)
+        for _ in range(3)
+    ]
+    try:
+        time.sleep(0.5)
+        go.touch()  # (each racer has finished its imports or is about to; all then race for the lock)
+        said = sorted(p.stdout.readline().strip() for p in procs)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    assert said == ["got", "refused", "refused"], said
 
 
 def test_overwrite_deletes_only_what_seesay_wrote(tmp_path, saved_model, other_model):
