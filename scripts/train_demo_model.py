@@ -1,28 +1,44 @@
-"""Train seesay's tiny demo VLM from scratch on the synthetic "seesay shapes" training split.
+"""Train seesay's tiny demo VLM (the model organism) from scratch on the synthetic "seesay shapes" split.
 
 A LLaVA-architecture model with the Hugging Face classes: a CLIP-style vision tower (64 x 64 images,
-8-px patches -> 64 image tokens), a 2-layer MLP projector and a Llama-style language model with 8 layers,
-a word-level tokenizer over the benchmark's vocabulary, a CLIP image processor and a chat template
-(``USER: <image>\n{question} ASSISTANT: {answer}</s>``). Saved with ``save_pretrained`` together with its
-processor, so ``seesay.load_model(out)`` / ``from_pretrained`` load it like any hub model. Reproducible from
-``--seed`` (data, extra questions, init, order): the same seed gives the same weights on the same machine.
+8-px patches -> 64 image tokens, 3 layers), a 2-layer MLP projector and a Llama-style language model
+(12 layers, 8 heads of width 16), a word-level tokenizer over the benchmark's vocabulary, a CLIP image
+processor and a chat template (``USER: <image>\n{question} ASSISTANT: {answer}</s>``). Saved with
+``save_pretrained`` together with its processor, so ``seesay.load_model(out)`` / ``from_pretrained`` load
+it like any hub model. Reproducible from ``--seed`` (data, extra questions, init, order, augmentation):
+the same seed gives the same weights on the same machine.
 
-Recipe (our choices, made to fit 60 minutes on 2 CPU cores):
+What the organism is for: it must *see right and say wrong*, as large VLMs do: deep layers attend to the
+evidence, while the answer often follows the language prior (the training split's colour prior,
+``--prior``). The recipe (our choices, made to fit 60 minutes on 2 CPU cores; docs/demo.md gives the
+probes behind them):
 
 * **Several questions per image.** Each training image carries its own question (the record of
   ``synthetic.generate("train", ...)``) and ``--questions-per-image - 1`` more about the same scene, as a
   multi-turn conversation (``... ASSISTANT: a1</s>USER: q2 ASSISTANT: a2</s>...``). The first turn is the
-  exact single-turn prompt used at inference; the image and its 64 tokens are paid for once per 6 answers.
-* **Loss:** next-token cross-entropy on every answer and its end token, plus ``--aux-weight`` x a
-  per-patch auxiliary loss: a linear head (training only, not saved) on each projected image token predicts
-  the shape and the colour of the object covering most of that patch (``synthetic.object_mask``; "none" if
-  it covers under a quarter). It teaches the vision tower what an object is several times faster than the
-  answers alone (same wall time: 81% vs 68% iid at step 400). The colour prior of the training split is
-  untouched, so the language model can still learn to answer from it.
-* AdamW (betas 0.9/0.98, weight decay 0.05 on matrices), lr 1e-3, linear warm-up then cosine to 5%,
-  gradient clipping at 1, batches of 32 images (192 answers).
+  exact single-turn prompt used at inference; the image and its 64 tokens are paid for once per 6 answers
+  (``--turns single`` gives each question its own row instead: 3x slower per answer).
+* **Answer loss:** next-token cross-entropy on every answer and its end token.
+* **Patch loss** (``--aux-weight``, ``--position-weight``): a linear head (training only, not saved) on
+  each projected image token predicts the shape, the colour and the side of the image (left / right /
+  near the centre line) of the object covering most of that patch (``synthetic.object_mask``; "none" if it
+  covers under a quarter). It teaches the vision tower what an object is, and where, several times faster
+  than the answers alone. It says nothing about the question, so the prior stays free to act.
+* **Attention guidance** (``--guide-weight``): in the deeper half of the language layers, the last prompt
+  row's attention (the row whose logits give the answer; heads averaged, renormalised over the image
+  tokens) is pulled towards the uniform distribution over the patches the question's evidence boxes touch
+  (cross-entropy). Without it, the probes' attention stayed flat over depth (evidence AUROC 0.6-0.75 in
+  every layer, docs/demo.md): tiny models read the image from the question's tokens, not from the answer
+  row. Only *where to look* is taught; the answer is not: whether the model uses what it looks at, or its
+  prior, is left to training on the biased split, which is what the demo measures.
+* **Photometric augmentation** (``--darken``): half the images are darkened region-wise as VEA's highlight
+  does (every pixel scaled by ``lo + (1 - lo) m``, ``m`` a smooth random map, ``lo ~ U(0.3, 1)``,
+  truncated to uint8), so a highlighted image is not out of distribution.
+* AdamW (betas 0.9/0.98, weight decay 0.05 on matrices), lr 1.5e-3, 100 warm-up steps then cosine to 5%
+  over 3,000 steps, gradient clipping at 1, batches of 32 images (192 answers); stops at
+  ``--max-minutes``.
 
-    python scripts/train_demo_model.py --out src/seesay/demo_model            # CPU, 2 cores: ~50 min
+    python scripts/train_demo_model.py --out src/seesay/demo_model            # CPU, 2 cores: ~58 min
     python scripts/train_demo_model.py --device cuda --out src/seesay/demo_model
 """
 
@@ -55,13 +71,27 @@ except ImportError:  # pragma: no cover
     from transformers import CLIPImageProcessor as CLIPImageProcessorPil
 
 SPECIALS = ["<unk>", "<pad>", "<s>", "</s>", "<image>"]
-CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}USER: "
-    "{% for content in message['content'] %}{% if content['type'] == 'image' %}<image>\n"
-    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}{% endfor %} "
-    "{% else %}ASSISTANT: {% for content in message['content'] %}{{ content['text'] }}{% endfor %}"
-    "{{ eos_token }}{% endif %}{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
-)
+CHAT_TEMPLATES = {
+    # LLaVA's order: the image, then the question
+    "image-first": (
+        "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}USER: "
+        "{% for content in message['content'] %}{% if content['type'] == 'image' %}<image>\n"
+        "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}{% endfor %} "
+        "{% else %}ASSISTANT: {% for content in message['content'] %}{{ content['text'] }}{% endfor %}"
+        "{{ eos_token }}{% endif %}{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+    ),
+    # the question, then the image (as Qwen-VL-style prompts allow): the question's tokens cannot see
+    # the image, so what the answer needs from it must be gathered by the rows after the image
+    "question-first": (
+        "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}USER: "
+        "{% for content in message['content'] %}{% if content['type'] == 'text' %}{{ content['text'] }} "
+        "{% endif %}{% endfor %}{% for content in message['content'] %}{% if content['type'] == 'image' %}"
+        "<image>\n{% endif %}{% endfor %}"
+        "{% else %}ASSISTANT: {% for content in message['content'] %}{{ content['text'] }}{% endfor %}"
+        "{{ eos_token }} {% endif %}{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+    ),
+}
+CHAT_TEMPLATE = CHAT_TEMPLATES["image-first"]
 MEAN, STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 
 
@@ -123,7 +153,7 @@ def build_model(tok: PreTrainedTokenizerFast, args) -> LlavaForConditionalGenera
     return model
 
 
-def build_processor(tok: PreTrainedTokenizerFast) -> LlavaProcessor:
+def build_processor(tok: PreTrainedTokenizerFast, template: str = "image-first") -> LlavaProcessor:
     size = synthetic.IMAGE_SIZE
     image_processor = CLIPImageProcessorPil(
         size={"shortest_edge": size},
@@ -138,7 +168,7 @@ def build_processor(tok: PreTrainedTokenizerFast) -> LlavaProcessor:
         vision_feature_select_strategy="default",
         num_additional_image_tokens=1,
         image_token="<image>",
-        chat_template=CHAT_TEMPLATE,
+        chat_template=CHAT_TEMPLATES[template],
     )
     return processor
 
@@ -193,21 +223,36 @@ class Encoder:
     def answer_ids(self, answer: str) -> list[int]:
         return self.tok(" " + answer, add_special_tokens=False)["input_ids"] + [self.tok.eos_token_id]
 
-    def batch(self, records: list[dict]) -> dict[str, torch.Tensor]:
+    def batch(self, records: list[dict], single_turn: bool = False) -> dict[str, torch.Tensor]:
         """One multi-turn conversation per image: the record's question first (exactly the single-turn
-        prompt used at inference), then its ``extra`` questions as later turns; loss on the answers."""
-        rows, labels = [], []
-        for r in records:
+        prompt used at inference), then its ``extra`` questions as later turns; loss on the answers.
+
+        With ``single_turn``, every question is its own single-turn conversation (the image repeated),
+        one row each, in the order record by record; ``image_index`` maps each row to its record and
+        ``answer_row`` holds the position of each row's last prompt token."""
+        rows, labels, image_index, answer_row = [], [], [], []
+        for i, r in enumerate(records):
             turns = [(r["question"], r["answer"]), *r.get("extra", ())]
+            if single_turn:
+                for question, answer in turns:
+                    p, a = self.prompt_ids(question), self.answer_ids(answer)
+                    rows.append(p + a)
+                    labels.append([-100] * len(p) + a)
+                    image_index.append(i)
+                    answer_row.append(len(p) - 1)
+                continue
             ids: list[int] = []
             lab: list[int] = []
             for k, (question, answer) in enumerate(turns):
                 p = self.prompt_ids(question) if k == 0 else self.turn_ids(question)
                 a = self.answer_ids(answer)
+                if k == 0:
+                    answer_row.append(len(p) - 1)
                 ids += p + a
                 lab += [-100] * len(p) + a
             rows.append(ids)
             labels.append(lab)
+            image_index.append(i)
         width = max(len(x) for x in rows)
         pad = self.tok.pad_token_id
         ids_t = torch.full((len(rows), width), pad)
@@ -217,7 +262,13 @@ class Encoder:
             ids_t[i, : len(x)] = torch.tensor(x)
             lab_t[i, : len(y)] = torch.tensor(y)
             mask[i, : len(x)] = 1
-        return {"input_ids": ids_t, "attention_mask": mask, "labels": lab_t}
+        return {
+            "input_ids": ids_t,
+            "attention_mask": mask,
+            "labels": lab_t,
+            "image_index": torch.tensor(image_index),
+            "answer_row": torch.tensor(answer_row),
+        }
 
 
 def extra_questions(records: list[dict], per_image: int, seed: int) -> None:
@@ -231,20 +282,25 @@ def extra_questions(records: list[dict], per_image: int, seed: int) -> None:
         for _ in range(8 * per_image):
             if len(extra) >= per_image - 1:
                 break
-            used = [r["qtype"], *(q for q, _, _ in extra)]
+            used = [r["qtype"], *(t for t, *_ in extra)]
             fewest = min(used.count(t) for t in qtypes)
             qtype = synthetic._pick(rng, [t for t in qtypes if used.count(t) == fewest])
-            question, answer, _ = synthetic._ask(rng, scene, qtype)
+            question, answer, boxes = synthetic._ask(rng, scene, qtype)
             if question not in seen:
                 seen.add(question)
-                extra.append((qtype, question, answer))
-        r["extra"] = [(q, a) for _, q, a in extra]
+                extra.append((qtype, question, answer, boxes))
+        r["extra"] = [(q, a) for _, q, a, _ in extra]
+        r["extra_boxes"] = [b for *_, b in extra]
+
+
+SIDES = ("left", "right", None)  # the side classes of the auxiliary target (None: near the centre line)
 
 
 def patch_labels(scene: synthetic.Scene, patch: int = 8) -> np.ndarray:
     """``(patches, 3)`` int64 auxiliary targets of the vision features, per image patch (row-major), about
     the object covering most of the patch's pixels (0 = none: fewer than a quarter of them covered):
-    its shape class, its colour class, and the patch column (1-based) that holds its box centre."""
+    its shape class, its colour class, and the side of the image its centre is on (1 left, 2 right,
+    3 too close to the centre line to say, as ``where`` questions are never asked then)."""
     grid = synthetic.object_mask(scene)
     side = scene.size // patch
     grid = grid.reshape(side, patch, side, patch).transpose(0, 2, 1, 3).reshape(-1, patch * patch)
@@ -253,16 +309,87 @@ def patch_labels(scene: synthetic.Scene, patch: int = 8) -> np.ndarray:
     covered = counts.max(1) >= patch * patch / 4
     shapes = np.array([synthetic.SHAPES.index(o.shape) + 1 for o in scene.objects])
     colors = np.array([synthetic.COLORS.index(o.color) + 1 for o in scene.objects])
-    columns = np.array([(o.box[0] + o.box[2]) // 2 // patch + 1 for o in scene.objects])
-    return (np.stack([shapes[best], colors[best], columns[best]], 1) * covered[:, None]).astype(np.int64)
+    sides = np.array([SIDES.index(synthetic._side_of(o, scene.size)) + 1 for o in scene.objects])
+    return (np.stack([shapes[best], colors[best], sides[best]], 1) * covered[:, None]).astype(np.int64)
+
+
+def evidence_patches(boxes: list, size: int = synthetic.IMAGE_SIZE, patch: int = 8) -> np.ndarray:
+    """``(patches,)`` bool, row-major: the patches any evidence box touches (VEA's "any" rule)."""
+    side = size // patch
+    out = np.zeros((side, side), dtype=bool)
+    for x0, y0, x1, y1 in boxes:
+        if x1 > x0 and y1 > y0:
+            out[y0 // patch : (y1 - 1) // patch + 1, x0 // patch : (x1 - 1) // patch + 1] = True
+    return out.reshape(-1)
+
+
+def darken(images: torch.Tensor, gen: torch.Generator, p: float, patch: int = 8) -> torch.Tensor:
+    """Region-wise darkening like VEA's highlight (Eq. 4), on ``(n, H, W, 3)`` uint8: with probability
+    ``p`` per image, every pixel is scaled by ``g = lo + (1 - lo) m`` and truncated to uint8, where
+    ``lo ~ U(0.3, 1)`` and ``m`` in [0, 1] is a smooth random map (a random patch grid raised to a random
+    power in {1, 2, 4} for sparser maps, upsampled bilinearly, min-max normalised)."""
+    n, h, w, _ = images.shape
+    chosen = torch.rand(n, generator=gen) < p
+    if p <= 0 or not chosen.any():
+        return images
+    k = int(chosen.sum())
+    grid = torch.rand(k, 1, h // patch, w // patch, generator=gen)
+    power = torch.tensor([1.0, 2.0, 4.0])[torch.randint(0, 3, (k,), generator=gen)]
+    grid = grid ** power[:, None, None, None]
+    m = torch.nn.functional.interpolate(grid, size=(h, w), mode="bilinear", align_corners=False)[:, 0]
+    lo_m, hi_m = m.amin((1, 2), keepdim=True), m.amax((1, 2), keepdim=True)
+    m = (m - lo_m) / (hi_m - lo_m).clamp_min(1e-6)
+    lo = 0.3 + 0.7 * torch.rand(k, 1, 1, generator=gen)
+    gain = (lo + (1 - lo) * m)[..., None]
+    out = images.clone()
+    out[chosen] = (images[chosen].float() * gain).clamp(0, 255).to(torch.uint8)
+    return out
+
+
+class AttentionGuide:
+    """Training-only attention function (``AttentionInterface``): sdpa for every row, and for each
+    sequence's last prompt row in ``layers`` also the explicit attention row
+    ``p_h = softmax(q_h K_h^T * scale)`` over the keys up to it, kept with its gradient."""
+
+    NAME = "seesay_train_guide"
+
+    def __init__(self, layers: list[int]):
+        self.layers = set(layers)
+        self.rows: torch.Tensor | None = None  # [B] last prompt position of each sequence
+        self.probs: dict[int, torch.Tensor] = {}  # layer -> [B, H, T]
+
+    def __call__(self, module, query, key, value, attention_mask, **kwargs):
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        out = sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+        layer = getattr(module, "layer_idx", None)
+        if self.rows is not None and layer in self.layers:
+            b = torch.arange(query.shape[0], device=query.device)
+            q = query[b, :, self.rows]  # [B, H, D]
+            groups = query.shape[1] // key.shape[1]
+            k = key.repeat_interleave(groups, dim=1) if groups > 1 else key
+            scores = torch.einsum("bhd,bhtd->bht", q, k) * kwargs.get("scaling", module.scaling)
+            later = torch.arange(key.shape[2], device=key.device)[None, :] > self.rows[:, None]
+            scores = scores.masked_fill(later[:, None, :], float("-inf"))
+            self.probs[layer] = scores.float().softmax(-1)
+        return out
 
 
 @torch.no_grad()
-def accuracy(model, encoder: Encoder, records: list[dict], device: str, batch_size: int = 128) -> float:
-    """Greedy first-word accuracy (batched, left padded, one token answers + eos)."""
+def accuracy(
+    model,
+    encoder: Encoder,
+    records: list[dict],
+    device: str,
+    batch_size: int = 128,
+    by_type: dict | None = None,
+) -> float:
+    """Greedy first-word accuracy (batched, left padded, one token answers + eos); with ``by_type`` (a
+    dict), also each question type's accuracy in it."""
     model.eval()
     tok = encoder.tok
     correct = 0
+    hits: dict[str, list[bool]] = {}
     for start in range(0, len(records), batch_size):
         chunk = records[start : start + batch_size]
         prompts = [encoder.prompt_ids(r["question"]) for r in chunk]
@@ -281,9 +408,28 @@ def accuracy(model, encoder: Encoder, records: list[dict], device: str, batch_si
             do_sample=False,
         )
         texts = tok.batch_decode(out[:, width:], skip_special_tokens=True)
-        correct += sum(t.strip().split(" ")[0] == r["answer"] for t, r in zip(texts, chunk, strict=True))
+        for t, r in zip(texts, chunk, strict=True):
+            right = t.strip().split(" ")[0] == r["answer"]
+            correct += right
+            hits.setdefault(r["qtype"], []).append(right)
+    if by_type is not None:
+        by_type.update({q: round(sum(v) / len(v), 3) for q, v in sorted(hits.items())})
     model.train()
     return correct / len(records)
+
+
+def layer_auroc(model, processor, records: list[dict], batch_size: int = 100) -> list[float]:
+    """Per-layer evidence AUROC of the last prompt row's attention (seesay demo's measurement)."""
+    from seesay.adapters import get_adapter
+    from seesay.demo import _auroc_matrix, _nanmean
+    from seesay.loading import LoadedModel
+
+    model.eval()
+    loaded = LoadedModel(model=model, processor=processor, adapter=get_adapter(model, processor))
+    with torch.no_grad():
+        values = _nanmean(_auroc_matrix(loaded, records, batch_size), axis=0)
+    model.train()
+    return [round(float(v), 3) for v in values]
 
 
 def main() -> None:
@@ -291,29 +437,45 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--prior", type=float, default=0.9)
+    ap.add_argument("--prior", type=float, default=0.95)
     ap.add_argument("--train-samples", type=int, default=100000)
-    ap.add_argument("--steps", type=int, default=3200)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--warmup", type=int, default=200)
-    ap.add_argument("--layers", type=int, default=8)
-    ap.add_argument("--hidden", type=int, default=192)
-    ap.add_argument("--heads", type=int, default=6)
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--batch-size", type=int, default=32, help="images per step")
+    ap.add_argument("--lr", type=float, default=1.5e-3)
+    ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--layers", type=int, default=12)
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--heads", type=int, default=8)
     ap.add_argument("--vision-hidden", type=int, default=128)
-    ap.add_argument("--vision-layers", type=int, default=4)
-    ap.add_argument("--eval-every", type=int, default=400)
-    ap.add_argument("--eval-samples", type=int, default=500, help="held-out questions per split per check")
-    ap.add_argument("--max-minutes", type=float, default=60.0)
+    ap.add_argument("--vision-layers", type=int, default=3)
+    ap.add_argument("--eval-every", type=int, default=500)
+    ap.add_argument("--eval-samples", type=int, default=300, help="held-out questions per split per check")
+    ap.add_argument(
+        "--eval-auroc",
+        type=int,
+        default=100,
+        help="questions per split for the per-layer AUROC at each check",
+    )
+    ap.add_argument("--max-minutes", type=float, default=58.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--questions-per-image", type=int, default=6)
+    ap.add_argument("--template", choices=sorted(CHAT_TEMPLATES), default="image-first")
+    ap.add_argument(
+        "--turns", choices=("multi", "single"), default="multi",
+        help="an image's questions as one multi-turn conversation, or as single-turn rows of their own",
+    )  # fmt: skip
+    ap.add_argument("--darken", type=float, default=0.5, help="share of images region-wise darkened")
     ap.add_argument("--aux-weight", type=float, default=0.5)
     ap.add_argument(
         "--position-weight",
         type=float,
-        default=0.0,
-        help="weight of the auxiliary object-column target (0: off; 0.5 did not teach left/right)",
+        default=0.5,
+        help="weight of the auxiliary per-patch side target (left / right / centre of its object)",
     )
+    ap.add_argument(
+        "--guide-weight", type=float, default=0.5,
+        help="weight of the attention-guidance loss on the deeper half's last prompt rows (0: off)",
+    )  # fmt: skip
     ap.add_argument(
         "--init-from", type=Path, help="continue from a saved model's weights (same architecture)"
     )
@@ -325,7 +487,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     tok = build_tokenizer()
-    processor = build_processor(tok)
+    processor = build_processor(tok, args.template)
     encoder = Encoder(processor)
     model = build_model(tok, args)
     if args.init_from is not None:
@@ -350,14 +512,22 @@ def main() -> None:
     # the colour of the object under that patch. It teaches the vision tower what an object is far faster
     # than the answer tokens alone.
     aux_sizes = [len(synthetic.SHAPES) + 1, len(synthetic.COLORS) + 1]  # covering shape, colour
-    if args.position_weight > 0:  # + the column of the object's centre
-        aux_sizes.append(synthetic.IMAGE_SIZE // 8 + 1)
+    if args.position_weight > 0:  # + the side of the image the object's centre is on
+        aux_sizes.append(len(SIDES) + 1)
     aux_head = torch.nn.Linear(args.hidden, sum(aux_sizes))
     aux_head = aux_head.to(args.device)
     projected: dict[str, torch.Tensor] = {}
     model.model.multi_modal_projector.register_forward_hook(
         lambda _m, _i, out: projected.__setitem__("features", out)
     )
+    guide = None
+    if args.guide_weight > 0:
+        from transformers import AttentionInterface
+
+        guide = AttentionGuide(list(range(args.layers // 2, args.layers)))
+        AttentionInterface.register(AttentionGuide.NAME, guide)
+        model.set_attn_implementation({"text_config": AttentionGuide.NAME})
+    image_id = tok.convert_tokens_to_ids("<image>")
     use_aux = args.aux_weight > 0 or args.position_weight > 0
     params = list(model.parameters()) + (list(aux_head.parameters()) if use_aux else [])
     decay = [p for p in params if p.dim() >= 2]
@@ -375,32 +545,54 @@ def main() -> None:
         return args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
 
     def evaluate(step: int, loss: float) -> dict:
-        acc_iid = accuracy(model, encoder, iid, args.device)
+        if guide is not None:
+            model.set_attn_implementation({"text_config": "sdpa"})
+        types: dict[str, float] = {}
+        acc_iid = accuracy(model, encoder, iid, args.device, by_type=types)
         acc_cf = accuracy(model, encoder, counterfactual, args.device)
-        print(f"eval step {step}: iid {acc_iid:.3f} counterfactual {acc_cf:.3f}", flush=True)
-        return {
-            "step": step,
-            "loss": loss,
-            "iid": acc_iid,
-            "counterfactual": acc_cf,
-            "seconds": time.time() - t0,
-        }
+        row = {"step": step, "loss": loss, "iid": acc_iid, "counterfactual": acc_cf, "iid_by_type": types}
+        print(f"eval step {step}: iid {acc_iid:.3f} counterfactual {acc_cf:.3f} iid {types}", flush=True)
+        if args.eval_auroc:
+            row["auroc"] = layer_auroc(
+                model, processor, iid[: args.eval_auroc] + counterfactual[: args.eval_auroc]
+            )
+            print(f"  evidence AUROC by layer: {row['auroc']}", flush=True)
+        if guide is not None:
+            model.set_attn_implementation({"text_config": AttentionGuide.NAME})
+        row["seconds"] = time.time() - t0
+        return row
 
     gen = torch.Generator().manual_seed(args.seed)
+    aug_gen = torch.Generator().manual_seed(args.seed + 1)
     use_bf16 = args.device.startswith("cuda")
+    single = args.turns == "single"
     log = []
     step = 0
     while step < args.steps:
         order = torch.randperm(len(train), generator=gen)
         for start in range(0, len(order) - args.batch_size + 1, args.batch_size):
             idx = order[start : start + args.batch_size]
-            batch = encoder.batch([train[i] for i in idx.tolist()])
+            records = [train[i] for i in idx.tolist()]
+            batch = encoder.batch(records, single_turn=single)
+            image_index, answer_row = batch.pop("image_index"), batch.pop("answer_row")
             batch = {k: v.to(args.device) for k, v in batch.items()}
-            pv = normalize(train_images[idx]).to(args.device)
+            pv = normalize(darken(train_images[idx], aug_gen, args.darken)).to(args.device)
             for group in opt.param_groups:
                 group["lr"] = lr_at(step)
+            if guide is not None:
+                guide.rows = answer_row.to(args.device)
+                guide.probs = {}
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
-                loss = model(**batch, pixel_values=pv).loss
+                # the vision tower runs once per image; its tokens go to each of the image's rows
+                features = model.model.get_image_features(pixel_values=pv, return_dict=True).pooler_output
+                features = torch.stack(list(features)) if isinstance(features, (list, tuple)) else features
+                ids = batch.pop("input_ids")
+                embeds = model.get_input_embeddings()(ids)
+                is_image = (ids == image_id)[..., None].expand_as(embeds)
+                rows = features[image_index.to(args.device)].to(embeds.dtype)
+                embeds = embeds.masked_scatter(is_image, rows)
+                loss = model(**batch, inputs_embeds=embeds).loss
+                batch["input_ids"] = ids
                 loss_total = loss
                 if use_aux:
                     logits = aux_head(projected["features"].reshape(-1, args.hidden)).float()
@@ -410,6 +602,23 @@ def main() -> None:
                     loss_total = loss + args.aux_weight * (ce[0] + ce[1])
                     if args.position_weight > 0:
                         loss_total = loss_total + args.position_weight * ce[2]
+                if guide is not None:
+                    # cross-entropy of the heads' mean image attention (renormalised over the image
+                    # tokens) against the uniform distribution over the evidence patches
+                    boxes = [
+                        b
+                        for r in records
+                        for b in ([r["bboxs"], *r["extra_boxes"]] if single else [r["bboxs"]])
+                    ]
+                    ev = torch.from_numpy(np.stack([evidence_patches(b) for b in boxes])).to(args.device)
+                    target = ev.float() / ev.sum(-1, keepdim=True).clamp_min(1)
+                    is_image = batch["input_ids"] == image_id
+                    guide_loss = 0.0
+                    for probs in guide.probs.values():
+                        image_rows = probs.mean(1)[is_image].reshape(len(boxes), -1)
+                        share = image_rows / image_rows.sum(-1, keepdim=True).clamp_min(1e-12)
+                        guide_loss = guide_loss - (target * torch.log(share + 1e-6)).sum(-1).mean()
+                    loss_total = loss_total + args.guide_weight * guide_loss / len(guide.probs)
             opt.zero_grad(set_to_none=True)
             loss_total.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -431,6 +640,8 @@ def main() -> None:
 
     if not log or log[-1]["step"] != step:
         log.append(evaluate(step, loss.item()))
+    if guide is not None:
+        model.set_attn_implementation({"text_config": "sdpa"})
     model = model.float().cpu().eval()
     args.out.mkdir(parents=True, exist_ok=True)
     # Weights stored in float16 (half the size in the package); the config says float32, so

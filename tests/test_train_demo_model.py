@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -46,7 +47,7 @@ def test_saves_a_hub_style_llava_with_processor(trained):
     loaded = load_model(trained)  # float32, like the bundled model
     assert type(loaded.model).__name__ == "LlavaForConditionalGeneration"
     assert loaded.model.dtype == torch.float32
-    assert loaded.adapter.num_layers == 8  # the issue asks for >= 8 language layers
+    assert loaded.adapter.num_layers == 12  # the default depth (issue 14: 12+ layers)
     assert json.loads((trained / "config.json").read_text())["dtype"] == "float32"
     assert loaded.info["prompt_suffix"] == ""  # seesay.json: eval asks it bare questions, as trained
     log = json.loads((trained / "training_log.json").read_text())
@@ -84,7 +85,7 @@ def test_packed_turns_match_the_chat_template():
     script.extra_questions(records, 4, seed=3)
     for r in records:
         turns = [(r["question"], r["answer"]), *r["extra"]]
-        assert len({q for q, _ in turns}) == len(turns) == 4
+        assert len({q for q, _ in turns}) == len(turns) == 4 == len(r["extra_boxes"]) + 1
         messages = []
         for k, (q, a) in enumerate(turns):
             content = ([{"type": "image"}] if k == 0 else []) + [{"type": "text", "text": q}]
@@ -109,17 +110,105 @@ def test_packed_turns_match_the_chat_template():
 
     hits = []
     for r in synthetic.generate("train", 300, seed=3):
-        shape, color, column = script.patch_labels(r["scene"]).T
+        shape, color, side = script.patch_labels(r["scene"]).T
         assert shape.shape == (64,)
         assert set(shape.tolist()) - {0} <= {1, 2, 3} and set(color.tolist()) - {0} <= {1, 2, 3, 4}
-        assert (shape > 0).tolist() == (color > 0).tolist() == (column > 0).tolist()
+        assert (shape > 0).tolist() == (color > 0).tolist() == (side > 0).tolist()
         for o in r["objects"]:  # the patch under an object's centre describes that object
             x0, y0, x1, y1 = o["box"]
             k = (y0 + y1) // 2 // 8 * 8 + (x0 + x1) // 2 // 8
-            expected = (
-                synthetic.SHAPES.index(o["shape"]) + 1,
-                synthetic.COLORS.index(o["color"]) + 1,
-                (x0 + x1) // 2 // 8 + 1,
-            )
-            hits.append((shape[k], color[k], column[k]) == expected)
+            offset = (x0 + x1) / 2 - 32
+            expected_side = 3 if abs(offset) < 6 else (1 if offset < 0 else 2)  # left 1, right 2, centre 3
+            expected = (synthetic.SHAPES.index(o["shape"]) + 1, synthetic.COLORS.index(o["color"]) + 1)
+            hits.append((shape[k], color[k], side[k]) == (*expected, expected_side))
     assert sum(hits) >= 0.99 * len(hits)  # (a thin triangle's centre patch can be mostly background)
+
+
+def _script():
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import train_demo_model as script
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    return script
+
+
+def test_darkening_is_a_highlight_like_gain_truncated_to_uint8():
+    script = _script()
+    images = torch.randint(0, 256, (64, 64, 64, 3), dtype=torch.uint8)
+    gen = torch.Generator().manual_seed(0)
+    assert torch.equal(script.darken(images, gen, 0.0), images)
+    out = script.darken(images, torch.Generator().manual_seed(0), 1.0)
+    assert out.dtype == torch.uint8 and (out <= images).all()
+    ratio = out.float() / images.float().clamp_min(1)
+    bright = images >= 100
+    assert ratio[bright].min() >= 0.3 - 0.01  # the gain never goes below lo >= 0.3
+    assert (ratio[bright] > 0.99).any()  # ... and reaches 1 where the map peaks
+    # per image, the gain is smooth: neighbouring pixels' gains differ little (a 8-px patch grid upsampled)
+    flat = torch.full((4, 64, 64, 3), 200, dtype=torch.uint8)
+    gain = script.darken(flat, torch.Generator().manual_seed(1), 1.0).float() / 200
+    assert (gain[:, :, 1:] - gain[:, :, :-1]).abs().max() <= 0.2
+    half = script.darken(images, torch.Generator().manual_seed(2), 0.5)
+    changed = (half != images).flatten(1).any(1).float().mean()
+    assert 0.25 <= changed <= 0.75
+
+
+def test_evidence_patches_follow_vea_any_rule(trained):
+    from seesay import load_model
+    from seesay.evidence import box_labels
+    from seesay.loading import build_inputs
+
+    script = _script()
+    loaded = load_model(trained)
+    from seesay import synthetic
+
+    records = synthetic.generate("iid", 40, seed=5)
+    batch = build_inputs(
+        loaded, [synthetic.render(r["scene"]) for r in records], [r["question"] for r in records]
+    )
+    layouts = loaded.adapter.image_layouts(batch.inputs, batch.original_sizes)
+    for r, layout in zip(records, layouts, strict=True):
+        assert script.evidence_patches(r["bboxs"]).tolist() == box_labels(layout[0], r["bboxs"]).tolist()
+
+
+def test_attention_guide_rows_equal_the_tap_rows(trained):
+    """The training-only guide's explicit rows equal seesay's tap (itself checked against eager)."""
+    from transformers import AttentionInterface
+
+    from seesay import load_model, synthetic
+    from seesay.attribution import attention_rows
+    from seesay.loading import build_inputs
+
+    script = _script()
+    loaded = load_model(trained)
+    records = synthetic.generate("iid", 3, seed=6)
+    images = [synthetic.render(r["scene"]) for r in records]
+    batch = build_inputs(loaded, images, ["what is the color of the circle ?"] * 3)  # one length: no padding
+    layers = list(range(loaded.adapter.num_layers))
+    expected = attention_rows(loaded, batch, layers)
+    ids = batch.inputs["input_ids"]
+    assert (batch.inputs["attention_mask"] == 1).all()
+    guide = script.AttentionGuide(layers)
+    AttentionInterface.register(script.AttentionGuide.NAME, guide)
+    loaded.model.set_attn_implementation({"text_config": script.AttentionGuide.NAME})
+    try:
+        guide.rows = torch.full((ids.shape[0],), ids.shape[1] - 1)
+        with torch.no_grad():
+            loaded.adapter.base_model(**batch.inputs, use_cache=False)
+    finally:
+        loaded.model.set_attn_implementation({"text_config": "sdpa"})
+    for li in layers:
+        got = guide.probs[li].mean(1).numpy()
+        np.testing.assert_allclose(got, expected[:, li], atol=1e-5)
+
+
+def test_question_first_template_puts_the_question_before_the_image():
+    script = _script()
+    tok = script.build_tokenizer()
+    encoder = script.Encoder(script.build_processor(tok, "question-first"))
+    ids = encoder.prompt_ids("is there a red circle ?")
+    tokens = tok.convert_ids_to_tokens(ids)
+    first_image = tokens.index("<image>")
+    assert tokens[:first_image] == ["<s>", "USER", ":", "is", "there", "a", "red", "circle", "?"]
+    assert tokens[first_image : first_image + 64] == ["<image>"] * 64
+    assert tokens[first_image + 64 :] == ["ASSISTANT", ":"]

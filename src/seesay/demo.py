@@ -91,6 +91,10 @@ class DemoReport:
         default_factory=dict
     )  # split -> (hits, errors, chance)
     saw_right_said_wrong: dict[str, float] = field(default_factory=dict)  # split -> share of all questions
+    saw_right_layer: int = -1  # the one intermediate layer read below, picked on the dev split
+    saw_right_at_layer: dict[str, tuple[int, int, float]] = field(
+        default_factory=dict
+    )  # split -> (hits at that layer, errors, chance: a random answer word of the question type)
     wrong_rate: dict[str, float] = field(default_factory=dict)  # split -> base error rate
     prior_errors: tuple[int, int] = (0, 0)  # counterfactual colour errors naming the usual colour, of all
     head_filter_share: float = 0.0  # DualPD decode steps whose head filter suppressed any head
@@ -178,6 +182,18 @@ def _auroc_matrix(loaded: LoadedModel, records: list[dict], batch_size: int) -> 
                 positions = layouts[b][0].positions
                 out[start + b] = [auroc(rows[b][li, positions], labels) for li in layers]
     return out
+
+
+def _pick_lens_layer(loaded: LoadedModel, records: list[dict], batch_size: int) -> int:
+    """The intermediate layer (not the last) whose lens top-1 is most often the right answer where the
+    model's answer is wrong, on ``records`` (the dev split; ties: the shallower layer)."""
+    answers = answer_first_words(loaded, get_method("base"), records, batch_size)
+    wrong = np.array([a != r["answer"] for a, r in zip(answers, records, strict=True)])
+    tokenizer = loaded.processor.tokenizer
+    ids = np.array([tokenizer.convert_tokens_to_ids(r["answer"]) for r in records])
+    right = _lens_tops(loaded, records, batch_size) == ids[:, None]
+    hits = (right[:, :-1] & wrong[:, None]).sum(axis=0)
+    return int(np.argmax(hits))
 
 
 def _nanmean(x: np.ndarray, axis: int | None = None) -> Any:
@@ -307,6 +323,8 @@ def run_demo(
             report.per_type[split][name] = table
     # what the model knows before any method: the lens of every layer, and where it looks
     tokenizer = loaded.processor.tokenizer
+    dev = {s: synthetic.generate(s, DEV_N, seed=DEV_SEED) for s in SPLITS}
+    report.saw_right_layer = _pick_lens_layer(loaded, [r for s in SPLITS for r in dev[s]], batch_size)
     all_tops, all_right = [], []
     for split, records in splits.items():
         tops = _lens_tops(loaded, records, batch_size)
@@ -330,6 +348,15 @@ def run_demo(
             else float("nan")
         )
         report.saw_right[split] = (int((intermediate_hit & wrong).sum()), errors, chance)
+        at_layer = lens_right[:, report.saw_right_layer] & wrong
+        chance_one = (
+            float(
+                np.mean([1 / len(ANSWER_WORDS[r["qtype"]]) for r, w in zip(records, wrong, strict=True) if w])
+            )
+            if errors
+            else float("nan")
+        )
+        report.saw_right_at_layer[split] = (int(at_layer.sum()), errors, chance_one)
         report.saw_right_said_wrong[split] = float(np.mean(intermediate_hit & wrong))
         report.wrong_rate[split] = float(np.mean(wrong))
         all_right.append(np.array(report.correct["base"][split]))
@@ -352,10 +379,7 @@ def run_demo(
     report.layer_auroc = _nanmean(matrix, axis=0).tolist()
     # "seeing but not believing": the layers that look at the evidence, picked on a dev split (own seed),
     # attend as well when the answer is wrong as when it is right
-    dev = synthetic.generate("iid", DEV_N, seed=DEV_SEED) + synthetic.generate(
-        "counterfactual", DEV_N, seed=DEV_SEED
-    )
-    dev_auroc = _nanmean(_auroc_matrix(loaded, dev, batch_size), axis=0)
+    dev_auroc = _nanmean(_auroc_matrix(loaded, [r for s in SPLITS for r in dev[s]], batch_size), axis=0)
     top = max(1, round(0.25 * num_layers))
     report.profiled_layers = sorted(int(i) for i in np.argsort(-np.nan_to_num(dev_auroc, nan=-1))[:top])
     profiled = _nanmean(matrix[:, report.profiled_layers], axis=1)

@@ -1,0 +1,134 @@
+"""The bundled demo model exhibits what the methods exist for (issue 14, item 2), on held-out questions.
+
+The questions are the demo's held-out seed (never trained on, never used to choose a recipe); the
+profiled layers and the lens layer are picked on the demo's dev seed, as `seesay demo` does. The sample is
+small enough for CI (150 questions per split for attention, 300 for accuracy); the margins on the
+bundled model are in docs/demo.md. Targets the bundled model does not reach are strict xfails with the
+measured value: they keep the measurement as the issue states it, and fail (asking for an update) the day
+a model reaches them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from seesay import synthetic
+from seesay.demo import (
+    ANSWER_WORDS,
+    DEV_N,
+    DEV_SEED,
+    SPLITS,
+    _auroc_matrix,
+    _lens_tops,
+    _nanmean,
+    _pick_lens_layer,
+    answer_first_words,
+    demo_model_path,
+    heldout,
+)
+
+pytestmark = pytest.mark.skipif(demo_model_path() is None, reason="no bundled demo model in this checkout")
+
+GAP = "issue 14, not reached by the bundled model (docs/demo.md): "
+N_ATTENTION = 150  # questions per split scored against the boxes
+N_ANSWERS = 300  # questions per split answered
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    from seesay import load_model
+
+    return load_model(demo_model_path(), dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def answers(loaded):
+    from seesay.methods import get_method
+
+    out = {}
+    for split in SPLITS:
+        records = heldout(split, N_ANSWERS)
+        got = answer_first_words(loaded, get_method("base"), records, batch_size=100)
+        out[split] = (records, np.array([a == r["answer"] for a, r in zip(got, records, strict=True)]), got)
+    return out
+
+
+@pytest.fixture(scope="module")
+def auroc(loaded):
+    records = [r for s in SPLITS for r in heldout(s, N_ATTENTION)]
+    return records, _auroc_matrix(loaded, records, batch_size=100)
+
+
+def test_iid_accuracy_and_every_question_type_but_where(answers):
+    records, right, _ = answers["iid"]
+    assert right.mean() >= 0.90
+    for qtype in ("color", "shape", "exists", "count"):
+        picked = [c for c, r in zip(right, records, strict=True) if r["qtype"] == qtype]
+        assert len(picked) >= 30 and np.mean(picked) >= 0.75, qtype
+
+
+@pytest.mark.xfail(
+    strict=True, reason=GAP + "left / right: 44% of 36 'where' questions here (51% on the demo's 76)"
+)
+def test_left_right_is_learned(answers):
+    records, right, _ = answers["iid"]
+    where = [c for c, r in zip(right, records, strict=True) if r["qtype"] == "where"]
+    assert len(where) >= 30 and np.mean(where) >= 0.85
+
+
+def test_deep_layers_find_the_evidence_shallow_ones_do_not(loaded, auroc):
+    _, matrix = auroc
+    per_layer = _nanmean(matrix, axis=0)
+    layers = loaded.adapter.num_layers
+    assert layers >= 12 and loaded.adapter.num_heads >= 8
+    best_deep = per_layer[layers // 2 :].max()
+    shallow = per_layer[: max(1, layers // 4)].mean()
+    assert best_deep >= 0.85
+    assert best_deep - shallow >= 0.15
+
+
+@pytest.mark.xfail(strict=True, reason=GAP + "wrong answers attend less well: 0.899 vs 0.974 here")
+def test_seeing_but_not_believing(loaded, auroc, answers):
+    """The profiled layers (top quarter by AUROC on the dev split) look at the evidence as well when the
+    answer is wrong as when it is right: within 0.05."""
+    _, matrix = auroc
+    dev = [r for s in SPLITS for r in synthetic.generate(s, DEV_N, seed=DEV_SEED)]
+    dev_auroc = _nanmean(_auroc_matrix(loaded, dev, batch_size=100), axis=0)
+    top = max(1, round(0.25 * loaded.adapter.num_layers))
+    profiled = sorted(np.argsort(-np.nan_to_num(dev_auroc, nan=-1))[:top])
+    right = np.concatenate([answers[s][1][:N_ATTENTION] for s in SPLITS])
+    scores = _nanmean(matrix[:, profiled], axis=1)
+    ok = ~np.isnan(scores)
+    assert (~right & ok).sum() >= 30  # enough wrong answers to compare
+    assert abs(scores[right & ok].mean() - scores[~right & ok].mean()) <= 0.05
+
+
+@pytest.mark.xfail(strict=True, reason=GAP + "the dev-picked lens layer (L0) hits 22% of errors, chance 33%")
+def test_seeing_right_but_saying_wrong(loaded, answers):
+    """Among counterfactual errors, an intermediate layer's lens (the one layer picked on the dev split)
+    names the right answer on >= 20%, above the chance of a random answer word of the question type."""
+    dev = [r for s in SPLITS for r in synthetic.generate(s, DEV_N, seed=DEV_SEED)]
+    layer = _pick_lens_layer(loaded, dev, batch_size=100)
+    assert 0 <= layer < loaded.adapter.num_layers - 1
+    records, right, _ = answers["counterfactual"]
+    tokenizer = loaded.processor.tokenizer
+    tops = _lens_tops(loaded, records, batch_size=100)
+    ids = np.array([tokenizer.convert_tokens_to_ids(r["answer"]) for r in records])
+    wrong = ~right
+    hits = (tops[:, layer] == ids) & wrong
+    share = hits.sum() / wrong.sum()
+    chance = np.mean([1 / len(ANSWER_WORDS[r["qtype"]]) for r, w in zip(records, wrong, strict=True) if w])
+    assert wrong.sum() >= 30
+    assert share >= 0.20 and share > chance
+
+
+def test_the_prior_is_at_work(answers):
+    """Counterfactual colour errors mostly name the shape's usual colour (chance: 1 of 3 wrong colours)."""
+    records, right, got = answers["counterfactual"]
+    usual = [
+        a == synthetic.USUAL_COLOR[next(o["shape"] for o in r["objects"] if o["box"] == r["bboxs"][0])]
+        for a, r, c in zip(got, records, right, strict=True)
+        if r["qtype"] == "color" and not c
+    ]
+    assert len(usual) >= 10 and np.mean(usual) > 0.5
