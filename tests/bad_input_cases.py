@@ -62,6 +62,12 @@ def _eval(tmp: Path, model: Path, *extra: str, data: Path | None = None) -> list
     ]
 
 
+def _sweep(tmp: Path, model: Path, *extra: str) -> list[str]:
+    data = textvqa(tmp / "tv")
+    return ["sweep", "--method", "dualpd", "--bench", "textvqa", "--data", str(data), "--model", str(model),
+            "--out", str(tmp / "out"), *extra]  # fmt: skip
+
+
 def _ask(tmp: Path, model: Path, *extra: str) -> list[str]:
     return ["ask", "--model", str(model), "--image", str(EXAMPLE), "--question", "what ?", *extra]
 
@@ -104,7 +110,9 @@ def _not_json(tmp: Path, model: Path) -> list[str]:
 
 
 CASES: list[Case] = [
-    Case("bare `seesay`", lambda t, m: [], "missing command (one of: ask, demo, eval, profile, version)"),
+    Case(
+        "bare `seesay`", lambda t, m: [], "missing command (one of: ask, demo, eval, profile, sweep, version)"
+    ),
     Case("unknown command", lambda t, m: ["frob"], "No such command 'frob'"),
     Case("missing required option", lambda t, m: ["eval"], "Missing option '--bench'"),
     Case("unknown flag", lambda t, m: _ask(t, m, "--frobnicate"), "No such option: --frobnicate"),
@@ -144,6 +152,21 @@ CASES: list[Case] = [
         "lies outside the image root",
     ),
     Case("annotation file is not JSON", _not_json, "not valid JSON"),
+    Case(
+        "`sweep --grid` with an unknown key",
+        lambda t, m: _sweep(t, m, "--grid", "rh=0.1,0.2"),
+        "--grid rh: dualpd has no such option",
+    ),
+    Case(
+        "`sweep --grid` with a value the config refuses",
+        lambda t, m: _sweep(t, m, "--grid", "gamma=0.5,-1"),
+        "dualpd gamma must be >= 0",
+    ),
+    Case(
+        "`sweep`: a knob in both `--grid` and `--set`",
+        lambda t, m: _sweep(t, m, "--grid", "rho=0.1,0.2", "--set", "rho=0.3"),
+        "rho: set both by --set and by --grid",
+    ),
     Case(
         "rerun into `--out` with another `--limit`",
         _stale,

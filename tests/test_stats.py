@@ -57,3 +57,17 @@ def test_paired_difference_reports_p_only_for_binary_scores():
     assert paired_difference([0.3, 1.0], [0.6, 1.0], n_boot=50).p_value is None
     with pytest.raises(ValueError):
         paired_difference([1, 0], [1])
+
+
+def test_mean_interval_wilson_for_binary_bootstrap_otherwise():
+    from seesay.stats import mean_interval, wilson_interval
+
+    assert mean_interval([1, 0, 1, 1]) == (0.75, *wilson_interval(3, 4))
+    soft = [0.0, 0.3, 1.0, 0.6, 1.0, 0.3]
+    mean, low, high = mean_interval(soft, n_boot=2000, seed=1)
+    assert mean == pytest.approx(sum(soft) / 6)
+    assert 0.0 <= low < mean < high <= 1.0
+    assert mean_interval(soft, n_boot=2000, seed=1) == (mean, low, high)  # fixed seed, same interval
+    assert mean_interval([0.5] * 5)[1:] == (0.5, 0.5)  # no spread, no width
+    with pytest.raises(ValueError, match="non-empty"):
+        mean_interval([])

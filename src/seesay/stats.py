@@ -5,6 +5,8 @@
 * ``paired_bootstrap(a, b)``: mean(b - a) over the same questions and its percentile bootstrap interval:
   resample question indices with replacement (``n_boot`` times, a fixed seed), take the 2.5% and 97.5%
   quantiles of the resampled mean differences.
+* ``mean_interval(scores)``: the mean of per-question scores with its 95% interval: Wilson's for 0/1
+  scores, else the percentile bootstrap of the mean (``n_boot`` resamples, a fixed seed).
 * ``mcnemar_exact(a, b)``: the exact two-sided McNemar test on paired 0/1 outcomes: with n01 questions
   only ``b`` gets right and n10 only ``a`` does, ``p = min(1, 2 * P(X <= min(n01, n10)))``,
   X ~ Binomial(n01 + n10, 1/2); p = 1 when no question is discordant.
@@ -32,6 +34,22 @@ def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     denom = 1 + z * z / n
     return (centre - spread) / denom, (centre + spread) / denom
+
+
+def mean_interval(
+    scores: Sequence[float], n_boot: int = 10_000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float, float]:
+    """(mean, low, high) of per-question ``scores``: Wilson for 0/1 scores, else percentile bootstrap."""
+    x = np.asarray(scores, dtype=np.float64)
+    if x.ndim != 1 or x.size == 0:
+        raise ValueError(f"mean_interval needs a non-empty 1-D sequence, got shape {x.shape}")
+    if np.isin(x, (0, 1)).all() and level == 0.95:
+        return (float(x.mean()), *wilson_interval(int(x.sum()), int(x.size)))
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
+    tail = (1 - level) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return float(x.mean()), float(low), float(high)
 
 
 def _paired(a: Sequence[float], b: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
