@@ -111,3 +111,42 @@ def test_chat_template_prompt_and_left_padding(loaded, batch3):
     assert (mask[:, -1] == 1).all()  # left padded: every row ends with a real token
     assert (mask.sum(1) < ids.shape[1]).any()  # and the rows differ in length
     assert batch3.original_sizes == [[(20, 36)], [(40, 24)], [(32, 32)]]
+
+
+def test_max_pixels_caps_qwen_inputs_and_is_refused_elsewhere():
+    """The VEA reference's 512 x 512 budget for Qwen2.5-VL models with published presets; any cap on
+    request for a Qwen-family model; an error for other families. Recorded for the run manifest."""
+    from PIL import Image
+
+    from seesay.errors import ConfigError
+    from seesay.loading import VEA_MAX_PIXELS, apply_max_pixels, build_inputs, load_model
+
+    loaded = load_model("tiny-random:qwen2_5_vl")  # no published preset in its name: nothing changes
+    assert "max_pixels" not in loaded.info
+    image = Image.new("RGB", (224, 168), "white")
+    before = build_inputs(loaded, [image], ["q ?"]).inputs["image_grid_thw"][0].tolist()
+    capped = apply_max_pixels(load_model("tiny-random:qwen2_5_vl"), 56 * 56 * 2)
+    after = build_inputs(capped, [image], ["q ?"]).inputs["image_grid_thw"][0].tolist()
+    assert capped.info["max_pixels"] == 56 * 56 * 2
+    assert after[1] * after[2] * 14 * 14 <= 56 * 56 * 2 < before[1] * before[2] * 14 * 14
+    with pytest.raises(ConfigError, match="below the processor's minimum"):
+        apply_max_pixels(load_model("tiny-random:qwen2_5_vl"), 100)
+    preset = load_model("tiny-random:qwen2_5_vl")
+    preset.name = "Qwen/Qwen2.5-VL-7B-Instruct"  # a name with a published VEA preset
+    assert apply_max_pixels(preset).info["max_pixels"] == VEA_MAX_PIXELS == 512 * 512
+    assert "max_pixels" not in apply_max_pixels(load_model("tiny-random:qwen2_5_vl"), None).info
+    with pytest.raises(ConfigError, match="applies to Qwen2-VL"):
+        load_model("tiny-random:llava", max_pixels=1000)
+    with pytest.raises(ConfigError, match="positive number"):
+        load_model("tiny-random:qwen2_vl", max_pixels=0)
+
+
+def test_parse_max_pixels():
+    from seesay.cli import parse_max_pixels
+    from seesay.errors import ConfigError
+
+    assert parse_max_pixels("preset") == "preset" and parse_max_pixels("None") is None
+    assert parse_max_pixels("262144") == parse_max_pixels("512x512") == parse_max_pixels("512*512") == 262144
+    for bad in ("", "abc", "512x", "0", "1x2x3"):
+        with pytest.raises(ConfigError):
+            parse_max_pixels(bad)

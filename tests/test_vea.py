@@ -240,7 +240,11 @@ def test_vea_runs_on_every_family(loaded, batch3):
     assert out.forward_passes == out.new_tokens.shape[1] + 1
     for sample, imgs in zip(method.last_maps, batch3.images, strict=True):
         result = sample[0]
-        assert result.highlighted.size == imgs[0].size
+        if len(result.layout.blocks) == 1:  # highlighted as the model sees it (highlight_on="input")
+            expected = tuple(round(v) for v in result.layout.blocks[0].input_size)
+        else:
+            expected = imgs[0].size
+        assert result.highlighted.size == expected
         assert result.emap.shape == (imgs[0].size[1], imgs[0].size[0])
         assert result.layers == tuple(range(loaded.adapter.num_layers // 2, loaded.adapter.num_layers))
     assert out.trace[0][0]["layers"] == list(method.last_maps[0][0].layers)
@@ -392,3 +396,48 @@ def test_retrieval_is_scored_on_the_denoised_patch_scores(tmp_path):
     got = evidence_scores(res, boxes)
     assert got["evidence_auroc"] == pytest.approx(auroc(res.retrieval_scores, labels))
     assert got["evidence_auprc"] == pytest.approx(auprc(res.retrieval_scores, labels))
+
+
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl", "qwen2_5_vl", "gemma3", "llava_next", "internvl"])
+def test_highlight_on_the_image_the_model_sees(family):
+    """highlight_on="input": one-block families highlight the image as resized / cropped for the model
+    (the reference's processed image) with the canvas map; the processor keeps that image's geometry.
+    Families with several blocks (tiles, views) highlight the original."""
+    from PIL import Image
+
+    from seesay.evidence import block_map, highlight, minmax, model_view
+    from seesay.loading import build_inputs
+    from seesay.methods import VEA, VEAConfig
+    from tests.conftest import loaded_tiny
+
+    loaded = loaded_tiny(family)
+    yy, xx = np.mgrid[0:24, 0:40]
+    smooth = np.stack([xx * 6, yy * 10, 255 - xx * 3], axis=-1).clip(0, 255).astype(np.uint8)
+    image = Image.fromarray(smooth)  # smooth, so two resamplings of it can be compared
+    cfg = VEAConfig(layer_set="all", prompt="question", alpha=0.3)
+    res = VEA(cfg).evidence(loaded, [[image]], ["q ?"])[0][0]
+    original = VEA(VEAConfig(layer_set="all", prompt="question", alpha=0.3, highlight_on="original"))
+    res_original = original.evidence(loaded, [[image]], ["q ?"])[0][0]
+    assert res_original.highlighted.size == image.size
+    np.testing.assert_array_equal(res.token_scores, res_original.token_scores)  # same attribution pass
+    if len(res.layout.blocks) > 1:
+        assert res.highlighted.size == image.size
+        assert np.array_equal(np.asarray(res.highlighted), np.asarray(res_original.highlighted))
+        return
+    (block,) = res.layout.blocks
+    view = model_view(image, block)
+    assert res.highlighted.size == view.size == tuple(round(v) for v in block.input_size)
+    canvas, covered = block_map(block, res.token_scores, cfg.lam, cfg.sigma, cfg.denoise)
+    expected = highlight(view, minmax(canvas, where=covered), cfg.alpha)
+    assert np.array_equal(np.asarray(res.highlighted), np.asarray(expected))
+    # the model-view image keeps the token grid: same number of image tokens, same layout geometry
+    a = build_inputs(loaded, [image], ["q ?"])
+    b = build_inputs(loaded, [view], ["q ?"])
+    assert a.inputs["input_ids"].shape == b.inputs["input_ids"].shape
+    grid_b = loaded.adapter.image_layouts(b.inputs, b.original_sizes)[0][0].blocks[0]
+    assert (grid_b.rows, grid_b.cols) == (block.rows, block.cols)
+    assert tuple(round(v) for v in grid_b.input_size) == view.size
+    # ... and shows what the processor shows: its pixels are close to those of the original
+    pa, pb = a.inputs["pixel_values"].float(), b.inputs["pixel_values"].float()
+    assert pa.shape == pb.shape
+    assert (pa - pb).abs().mean() < 0.1 * pa.std()

@@ -102,6 +102,26 @@ def parse_method_options(pairs: list[str], methods: list[str]) -> dict[str, dict
     return per_method
 
 
+def parse_max_pixels(text: str) -> int | str | None:
+    """``--max-pixels``: "preset", "none", a number of pixels or WIDTHxHEIGHT."""
+    value = text.strip().lower()
+    if value in ("preset", "none"):
+        return None if value == "none" else "preset"
+    parts = value.replace("*", "x").split("x")
+    if not 1 <= len(parts) <= 2 or not all(p.strip().isdigit() for p in parts):
+        raise ConfigError(f"--max-pixels must be preset, none, a number or WIDTHxHEIGHT; got {text!r}")
+    number = int(parts[0]) * (int(parts[1]) if len(parts) == 2 else 1)
+    if number < 1:
+        raise ConfigError(f"--max-pixels must be positive; got {text!r}")
+    return number
+
+
+MAX_PIXELS_HELP = (
+    "Qwen2-VL / Qwen2.5-VL pixel budget: preset (512x512 for models with published VEA presets, as the "
+    "VEA reference; else the processor's), none (the processor's), or a number (262144 or 512x512)."
+)
+
+
 def unescape(text: str) -> str:
     """``\\n`` and ``\\t`` typed on a command line become a newline and a tab."""
     return text.replace("\\n", "\n").replace("\\t", "\t")
@@ -310,6 +330,7 @@ def eval_command(
         str | None, typer.Option(help="e.g. auto, to split a large model over GPUs.")
     ] = None,
     trust_remote_code: Annotated[bool, typer.Option(help="Allow the model's own remote code.")] = False,
+    max_pixels: Annotated[str, typer.Option(help=MAX_PIXELS_HELP)] = "preset",
 ) -> None:
     """Evaluate methods on a benchmark: per-sample JSONL, summary table/JSON/CSV, manifest; resumable."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -330,6 +351,7 @@ def eval_command(
         raise ConfigError(f"--methods lists a method twice: {methods}")
     per_method = parse_method_options(option or [], names)
     runners = [get_method(name, **per_method[name]) for name in names]  # bad options fail before loading
+    pixels = parse_max_pixels(max_pixels)
     refuse_single_process_cpu_launch()
     # Bad data, a bad mode or a folder in use are refused before a (large) model is loaded.
     samples = precheck(
@@ -348,7 +370,12 @@ def eval_command(
 
         device = str(PartialState(cpu=not torch.cuda.is_available()).device)
     loaded = load_model(
-        model, dtype=dtype, device=device, device_map=device_map, trust_remote_code=trust_remote_code
+        model,
+        dtype=dtype,
+        device=device,
+        device_map=device_map,
+        trust_remote_code=trust_remote_code,
+        max_pixels=pixels,
     )
     settings = GenerationSettings(max_new_tokens=max_new_tokens or task.max_new_tokens)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -415,6 +442,136 @@ def eval_command(
             )
         out_console.print(vs)
     out_console.print(f"predictions, summary.json/csv and manifest.json in {escape(str(out))}")
+
+
+@app.command()
+def sweep(
+    method: Annotated[str, typer.Option("--method", help="The method whose knobs are swept. " + METHOD_HELP)],
+    grid: Annotated[
+        list[str],
+        typer.Option("--grid", "-g", help="KEY=V1,V2,... (repeatable; none = None, [1,2] a list)."),
+    ],
+    bench: Annotated[
+        str, typer.Option("--bench", "-b", help="vqav2, okvqa, gqa, textvqa, vizwiz, docvqa, visual_cot")
+    ],
+    data: Annotated[
+        Path, typer.Option("--data", "-d", help="The benchmark's question/annotation file or parquet.")
+    ],
+    model: Annotated[str | None, typer.Option("--model", "-m", help=MODEL_HELP)] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option("--set", "-s", help="KEY=VALUE fixed at every grid point (repeatable). " + KEYS_HELP),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Output folder (resumes what is there).")] = Path("runs/sweep"),
+    overwrite: Annotated[
+        bool, typer.Option(help="Start again in --out even if it holds another run's results.")
+    ] = False,
+    base: Annotated[bool, typer.Option(help="Also run base, for the paired differences.")] = True,
+    image_root: Annotated[
+        Path | None, typer.Option(help="Image folder (default: the format's usual place).")
+    ] = None,
+    allow_images_outside_root: Annotated[
+        bool, typer.Option(help="Accept image paths in the data file that leave the image root.")
+    ] = False,
+    limit: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N samples.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Samples per batch.")] = 8,
+    max_new_tokens: Annotated[
+        int | None, typer.Option(min=1, help="Default: the benchmark's (16, DocVQA 32).")
+    ] = None,
+    prompt_suffix: Annotated[
+        str | None, typer.Option(help="Text appended to each question, as for eval.")
+    ] = None,
+    metric_mode: Annotated[str, typer.Option(help="Metric conventions, as for eval.")] = "official",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
+    device: Annotated[str | None, typer.Option(help="Device (default: this process' accelerator).")] = None,
+    max_pixels: Annotated[str, typer.Option(help=MAX_PIXELS_HELP)] = "preset",
+) -> None:
+    """Sweep a method's knobs on a benchmark: one resumable eval run per grid point, CIs, plots."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from .decoding import GenerationSettings
+    from .evaluation import precheck, refuse_single_process_cpu_launch
+    from .loading import load_model
+    from .sweep import parse_grid, point_methods, run_sweep
+    from .tasks import get_task
+
+    model = model or default_model()
+    task = get_task(bench)
+    parsed = parse_grid(grid, method)
+    fixed = parse_method_options(option or [], [method])[method]
+    point_methods(method, parsed, fixed)  # every point's config is valid before the model loads
+    pixels = parse_max_pixels(max_pixels)
+    refuse_single_process_cpu_launch()
+    samples = precheck(
+        task,
+        data,
+        out,
+        image_root=image_root,
+        limit=limit,
+        mode=metric_mode,
+        allow_images_outside_root=allow_images_outside_root,
+    )
+    loaded = load_model(model, dtype=dtype, device=device, max_pixels=pixels)
+    settings = GenerationSettings(max_new_tokens=max_new_tokens or task.max_new_tokens)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    bar = Progress(*columns, console=err_console)
+    tasks: dict[str, Any] = {}
+
+    def progress(label: str, completed: int, total: int) -> None:
+        if not tasks:
+            bar.start()
+        if label not in tasks:
+            tasks[label] = bar.add_task(f"{bench}/{method} {label}", total=total, completed=completed)
+        else:
+            bar.update(tasks[label], completed=completed)
+
+    try:
+        result = run_sweep(
+            loaded,
+            task,
+            data,
+            method,
+            parsed,
+            out,
+            fixed=fixed,
+            samples=samples,
+            image_root=image_root,
+            limit=limit,
+            batch_size=batch_size,
+            settings=settings,
+            mode=metric_mode,
+            seed=seed,
+            prompt_suffix=unescape(prompt_suffix) if prompt_suffix is not None else None,
+            overwrite=overwrite,
+            allow_images_outside_root=allow_images_outside_root,
+            with_base=base,
+            progress=progress,
+        )
+    finally:
+        if tasks:
+            bar.stop()
+    table = Table(title=f"{method} sweep on {bench}: {result.metric} (95% CI), paired against base")
+    for col in ("point", result.metric, "95% CI", "vs base", "95% CI ", "McNemar p", "n"):
+        table.add_column(col, justify="left" if col == "point" else "right")
+    for row in ([result.base] if result.base else []) + result.rows:
+        vs = row.vs_base
+        default = all(result.defaults.get(k) == v for k, v in row.values.items()) and row.values
+        table.add_row(
+            row.name + (" (default)" if default else ""),
+            _percent(row.mean),
+            f"[{_percent(row.low)}, {_percent(row.high)}]",
+            f"{100 * vs['vs_base.diff']:+.2f}" if vs else "",
+            f"[{100 * vs['vs_base.ci_low']:+.2f}, {100 * vs['vs_base.ci_high']:+.2f}]" if vs else "",
+            f"{vs['vs_base.mcnemar_p']:.3g}" if vs and vs.get("vs_base.mcnemar_p") is not None else "",
+            str(row.n),
+        )
+    out_console.print(table)
+    out_console.print(
+        f"sweep.json, sweep.csv and the plots ({', '.join(Path(p).name for p in result.plots)}) "
+        f"in {escape(str(out))}; each point's eval run under points/"
+    )
 
 
 def _percent(value: float | None) -> str:
@@ -523,6 +680,12 @@ def demo(
             f"intermediate layer whose lens top-1 is the right answer; chance {_pct(chance)} (a random "
             f"answer word of the question type at each of those layers)"
         )
+        hits, errors, chance = report.saw_right_at_layer[split]
+        share = hits / errors if errors else float("nan")
+        out_console.print(
+            f"  ... at one layer, L{report.saw_right_layer} (picked on a dev split): {hits} of {errors} "
+            f"({_pct(share)}); chance {_pct(chance)} (a random answer word of the question type)"
+        )
     usual, colour_errors = report.prior_errors
     share = usual / colour_errors if colour_errors else float("nan")
     out_console.print(
@@ -598,7 +761,7 @@ def main(argv: list[str] | None = None) -> int:
         _print_error(" ".join(exc.format_message().split()))
         return exc.exit_code or 1
     if code == 130:  # Ctrl-C (typer returns it as exit code 130 when standalone_mode=False)
-        resumable = bool(args) and args[0] == "eval"
+        resumable = bool(args) and args[0] in ("eval", "sweep")
         hint = "; run the same command again to resume" if resumable else ""
         err_console.print(f"[bold yellow]interrupted[/]{hint}", highlight=False, soft_wrap=True)
         return 130

@@ -151,7 +151,15 @@ def fingerprint(path: Path, chunk: int = 64 << 20) -> str:
     return digest.hexdigest()
 
 
-MODEL_KEYS = ["model", "revision", "dtype", "versions.torch", "versions.transformers", "versions.seesay"]
+MODEL_KEYS = [
+    "model",
+    "revision",
+    "dtype",
+    "max_pixels",
+    "versions.torch",
+    "versions.transformers",
+    "versions.seesay",
+]
 # The questions themselves (ids, questions, references, image paths), not the file names or --limit that
 # selected them: the same questions resume, other ones (another file, limit, annotation file) are refused.
 BENCH_KEYS = ["samples", "metric_mode", "seed", "generation", "prompt_suffix"]
@@ -204,6 +212,7 @@ def manifest(
         "family": loaded.family,
         "revision": loaded.info.get("revision"),
         "dtype": str(getattr(loaded.model, "dtype", "")),
+        "max_pixels": loaded.info.get("max_pixels"),
         "world_size": dist.world,
         "git_commit": _git_commit(),
         "versions": {

@@ -10,8 +10,14 @@
 Families with several token blocks per image (LLaVA-NeXT's base view + anyres grid, InternVL's tiles +
 thumbnail) get Eqs. 2-3 per block on that block's own canvas; the blocks' maps are carried to the original
 image through each block's affine map and averaged where they overlap, then min-max normalised over the
-pixels the model sees. The highlight is applied to the original image, which the model then resizes,
-crops or tiles exactly as before, so the map stays aligned with its patch grid.
+pixels the model sees.
+
+Where the highlight goes (VEA's ``highlight_on``): on "input", the image as the model sees it, as the
+reference does: the original resampled onto the single block's model-input canvas (its resize / crop,
+:func:`model_view`), highlighted with that canvas' map (Eq. 3 on the canvas, min-max over the covered
+pixels), truncated to uint8, and handed to the processor again (which then leaves its size as it is).
+Families with several blocks (tiles, views) have no single canvas: they, and "original", highlight the
+original image with the map carried to it, which the model then resizes, crops or tiles as before.
 """
 
 from __future__ import annotations
@@ -128,6 +134,35 @@ def highlight(image: Image.Image, emap: np.ndarray, alpha: float = 0.5) -> Image
     gain = (alpha + (1 - alpha) * emap)[..., None]
     # truncated to uint8 as VEA's reference does (``.astype(np.uint8)``), not rounded
     return Image.fromarray(np.clip(arr * gain, 0, 255).astype(np.uint8))
+
+
+def model_view(image: Image.Image, block: ImageGrid) -> Image.Image:
+    """The original ``image`` resampled onto ``block``'s model-input canvas (bicubic): canvas pixel
+    (x, y) shows original pixel ``(sx x + ox, sy y + oy)`` (``block.to_original``)."""
+    sx, sy, ox, oy = block.to_original
+    w, h = (round(float(v)) for v in block.input_size)
+    return image.convert("RGB").transform(
+        (w, h), Image.Transform.AFFINE, (sx, 0, ox, 0, sy, oy), Image.Resampling.BICUBIC
+    )
+
+
+def input_highlight(
+    image: Image.Image,
+    layout: ImageLayout,
+    token_scores: np.ndarray,
+    lam: float = 10.0,
+    sigma: float = 0.5,
+    use_denoise: bool = True,
+    alpha: float = 0.5,
+) -> Image.Image | None:
+    """Eqs. 2-4 on the model-input canvas of a one-block layout: the highlighted :func:`model_view`
+    (None when the layout has several blocks)."""
+    if len(layout.blocks) != 1:
+        return None
+    (block,) = layout.blocks
+    scores = np.asarray(token_scores, dtype=np.float64)[layout.block_slices[0]]
+    canvas, covered = block_map(block, scores, lam, sigma, use_denoise)
+    return highlight(model_view(image, block), minmax(canvas, where=covered), alpha)
 
 
 def _to_original(canvas: np.ndarray, covered: np.ndarray, block: ImageGrid, size: tuple[int, int]):

@@ -8,6 +8,7 @@ each image's original size (needed to map image tokens back to pixels).
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Sequence
@@ -19,7 +20,14 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .adapters import SUPPORTED_ARCHITECTURES, ModelAdapter, adapter_class_for, get_adapter
-from .errors import ImageError, ModelLoadError, NoImageTokensError, SeesayError, UnsupportedModelError
+from .errors import (
+    ConfigError,
+    ImageError,
+    ModelLoadError,
+    NoImageTokensError,
+    SeesayError,
+    UnsupportedModelError,
+)
 
 TINY_RANDOM_PREFIX = "tiny-random:"
 
@@ -152,10 +160,14 @@ def load_model(
     device: str | torch.device | None = None,
     trust_remote_code: bool = False,
     revision: str | None = None,
+    max_pixels: int | str | None = "preset",
 ) -> LoadedModel:
     """Load a supported VLM from a local path or hub id (or ``tiny-random:<family>``, built offline).
 
-    Returns model (eval mode, sdpa attention), processor and adapter.
+    ``max_pixels`` caps Qwen2-VL / Qwen2.5-VL inputs (the image processor's pixel budget): "preset" =
+    512 x 512 for the models with published VEA presets (the VEA reference passes it to every processor,
+    so every method of a run sees the same inputs), else the processor's own; an int caps any Qwen-family
+    model; None keeps the processor's own. Returns model (eval mode, sdpa attention), processor, adapter.
     """
     name = str(name_or_path)
     if name.startswith(TINY_RANDOM_PREFIX):
@@ -166,13 +178,14 @@ def load_model(
             raise ModelLoadError(f"unknown tiny-random family {family!r}; choose from {', '.join(FAMILIES)}")
         tiny = build_tiny_vlm(family)
         model = tiny.model if device is None else tiny.model.to(device)
-        return LoadedModel(
+        loaded = LoadedModel(
             model,
             tiny.processor,
             get_adapter(model, tiny.processor),
             name=name,
             info={"random_weights": True},
         )
+        return apply_max_pixels(loaded, max_pixels)
 
     path = Path(name).expanduser()
     if _looks_like_path(name) and not path.exists():
@@ -216,7 +229,45 @@ def load_model(
     info: dict[str, Any] = {"revision": revision, "dtype": str(model.dtype)}
     if Path(source).is_dir():
         info.update(model_settings(Path(source)))
-    return LoadedModel(model, processor, get_adapter(model, processor), name=name, info=info)
+    loaded = LoadedModel(model, processor, get_adapter(model, processor), name=name, info=info)
+    return apply_max_pixels(loaded, max_pixels)
+
+
+QWEN_FAMILIES = ("qwen2_vl", "qwen2_5_vl")
+VEA_MAX_PIXELS = 512 * 512  # ZhiningLiu1998/VEA c03e995: max_pixels passed to every processor it builds
+
+
+def apply_max_pixels(loaded: LoadedModel, max_pixels: int | str | None = "preset") -> LoadedModel:
+    """Cap a Qwen-family processor's pixel budget (see :func:`load_model`); recorded in ``info``."""
+    if max_pixels == "preset":
+        from .presets import preset_layers
+
+        qwen_preset = loaded.family in QWEN_FAMILIES and preset_layers(loaded.name) is not None
+        max_pixels = VEA_MAX_PIXELS if qwen_preset else None
+    if max_pixels is None:
+        return loaded
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+        raise ConfigError(
+            f"max_pixels must be a positive number of pixels, 'preset' or None; got {max_pixels!r}"
+        )
+    if loaded.family not in QWEN_FAMILIES:
+        raise ConfigError(f"max_pixels applies to Qwen2-VL / Qwen2.5-VL processors, not to {loaded.family}")
+    image_processor = loaded.processor.image_processor
+    size = getattr(image_processor, "size", None)
+    low = size.get("shortest_edge") if size is not None else None
+    low = low if low is not None else getattr(image_processor, "min_pixels", None)
+    if low is not None and max_pixels < low:
+        raise ConfigError(f"max_pixels {max_pixels} is below the processor's minimum of {low} pixels")
+    if isinstance(size, dict) or size is None:
+        image_processor.size = {**(size or {}), "longest_edge": max_pixels}
+    else:  # transformers' SizeDict: a copy with the new budget, same type
+        capped = copy.copy(size)
+        capped.longest_edge = max_pixels
+        image_processor.size = capped
+    if getattr(image_processor, "max_pixels", None) is not None:
+        image_processor.max_pixels = max_pixels
+    loaded.info["max_pixels"] = max_pixels
+    return loaded
 
 
 def load_image(image: ImageLike) -> Image.Image:

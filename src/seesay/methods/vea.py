@@ -23,8 +23,9 @@ from ..adapters.base import ImageLayout
 from ..attribution import attention_rows
 from ..decoding import DecodeOutput, GenerationSettings
 from ..errors import ConfigError
-from ..evidence import denoised_scores, evidence_map, highlight
+from ..evidence import denoised_scores, evidence_map, highlight, input_highlight
 from ..loading import LoadedModel, PreparedBatch, build_inputs, load_model
+from ..presets import LAYER_PRESETS, preset_layers  # noqa: F401  (re-exported)
 from .base import Method, MethodConfig
 
 # The reference's prompt table (ZhiningLiu1998/VEA), typographic quotes (U+201C / U+201D) included; the
@@ -42,16 +43,6 @@ QA_PROMPT = OPENING + " Question: {question}"
 VEA_PROMPT = OPENING + " " + VEA_HINT + " Question: {question}"
 
 
-# Published visual-grounding layers (0-indexed), METHODS.md section 2 / the VEA paper.
-LAYER_PRESETS: dict[str, tuple[int, ...]] = {
-    "llava-1.5-7b": (14, 15, 17, 19),
-    "llava-1.5-13b": (13, 14, 15, 16),
-    "qwen2.5-vl-7b": (18, 22, 24),
-    "qwen2.5-vl-32b": (49, 50, 51, 52, 53, 55, 56),
-    "gemma-3-4b": (17, 19, 21, 23),
-    "gemma-3-27b": (35, 37, 40, 41, 47, 53, 58),
-}
-
 LayerSet = Literal["auto", "profiled", "all", "first_half", "second_half"]
 
 
@@ -61,15 +52,6 @@ def qa_prompt(question: str) -> str:
 
 def vea_prompt(question: str) -> str:
     return VEA_PROMPT.format(question=question)
-
-
-def preset_layers(model_name: str) -> tuple[int, ...] | None:
-    """The published L_VG of a model, matched on its name (e.g. 'llava-hf/llava-1.5-7b-hf')."""
-    name = model_name.lower().replace("_", "-")
-    for key, layers in LAYER_PRESETS.items():
-        if key in name:
-            return layers
-    return None
 
 
 @dataclass(frozen=True)
@@ -85,6 +67,11 @@ class VEAConfig(MethodConfig):
     sigma: Eq. 3 blur; <= 1 a fraction of the shorter side, > 1 pixels. [0.5: paper]
     alpha: Eq. 4 brightness floor. [0.5: paper]
     denoise, smooth: turn Eq. 2 / the blur of Eq. 3 off (ablations). [True]
+    highlight: answer on the highlighted image; False answers on the plain image with the answer prompt
+        (the paper's "Inst" ablation row with ``prompt="vea"``). [True: paper]
+    highlight_on: "input" highlights the image as the model sees it (after the processor's resize /
+        crop; families with tiles fall back to the original), "original" the original image with the map
+        carried to it. ["input": the reference, which highlights its processed image]
     prompt: "vea" (QA prompt + highlight hint for the answer, QA prompt for the map), "qa" (QA prompt for
         both) or "question" (the bare question for both: models trained without instructions, such as
         seesay's demo model). [vea: paper]
@@ -100,6 +87,8 @@ class VEAConfig(MethodConfig):
     alpha: float = 0.5
     denoise: bool = True
     smooth: bool = True
+    highlight: bool = True
+    highlight_on: Literal["input", "original"] = "input"
     prompt: Literal["vea", "qa", "question"] = "vea"
     delegate: str | None = None
     save_maps: str | None = None
@@ -120,6 +109,8 @@ class VEAConfig(MethodConfig):
             raise ConfigError("vea lam must be > 0 and sigma >= 0")
         if self.prompt not in ("vea", "qa", "question"):
             raise ConfigError(f"vea prompt must be 'vea', 'qa' or 'question'; got {self.prompt!r}")
+        if self.highlight_on not in ("input", "original"):
+            raise ConfigError(f"vea highlight_on must be 'input' or 'original'; got {self.highlight_on!r}")
 
     def resolve_layers(self, loaded: LoadedModel) -> tuple[int, ...]:
         """L_VG for ``loaded`` (the attribution model)."""
@@ -210,7 +201,14 @@ class VEA(Method):
                 scores = rows[b][:, layout.positions].mean(axis=0)  # Eq. 1
                 emap = evidence_map(layout, scores, cfg.lam, cfg.sigma if cfg.smooth else 0.0, cfg.denoise)
                 retrieval = denoised_scores(layout, scores, cfg.lam) if cfg.denoise else scores
-                highlighted = highlight(image, emap, cfg.alpha)
+                highlighted = None
+                if cfg.highlight_on == "input":
+                    sigma = cfg.sigma if cfg.smooth else 0.0
+                    highlighted = input_highlight(
+                        image, layout, scores, cfg.lam, sigma, cfg.denoise, cfg.alpha
+                    )
+                if highlighted is None:
+                    highlighted = highlight(image, emap, cfg.alpha)
                 sample.append(EvidenceResult(emap, highlighted, layers, scores, layout, retrieval))
             results.append(sample)
         return results
@@ -230,9 +228,8 @@ class VEA(Method):
         if cfg.save_maps:
             self._save(maps, batch.images, Path(cfg.save_maps))
         prompt = {"vea": vea_prompt, "qa": qa_prompt, "question": lambda q: q}[cfg.prompt]
-        answer_batch = build_inputs(
-            loaded, [[m.highlighted for m in sample] for sample in maps], [prompt(q) for q in batch.questions]
-        )
+        images = [[m.highlighted for m in sample] for sample in maps] if cfg.highlight else list(batch.images)
+        answer_batch = build_inputs(loaded, images, [prompt(q) for q in batch.questions])
         out = self.run_engine(loaded, answer_batch.inputs, settings, logits_processor)
         out.forward_passes += 1  # the attribution pass
         if self.trace:
