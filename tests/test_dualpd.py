@@ -309,3 +309,87 @@ def test_rho_rounding_to_zero_warns_and_min_heads_keeps_one(recwarn):
     assert rows and all(len(v) == 1 for row in rows for v in row["suppressed_heads"].values())
     with pytest.raises(ConfigError, match="min_heads"):
         DualPDConfig(min_heads=-1)
+
+
+def test_prompt_row_filtering_scales_each_rows_own_weakest_heads():
+    """filter_rows="prompt": at prefill every prompt row's own floor(rho H) lowest-norm heads are scaled
+    (target "output": their o_proj input times gamma exactly), every other head of every row untouched;
+    the rows' scores are computed a chunk at a time (chunking does not change anything)."""
+    from tests.conftest import QUESTIONS, images
+
+    loaded = deep("llava")
+    batch = build_inputs(loaded, images(2), QUESTIONS[:2])
+    config = DualPDConfig(
+        rho=0.5, gamma=0.5, decay_target="output", contrast="none", filter_layers=(2,), filter_rows="prompt"
+    )
+    step = DualPD(config).step_for(loaded, batch)
+    attn = loaded.adapter.layers[2].self_attn
+    heads = loaded.adapter.num_heads
+    captured, norms = {}, []
+
+    def grab(module, args, output):
+        captured["o"] = args[0].reshape(2, args[0].shape[1], heads, -1).clone()  # [B, T, H, D]
+
+    def spy(scores):
+        norms.append(scores.norms())  # [B, H, R] per chunk (and the last row's call)
+        return step.head_scale(scores)
+
+    outputs = {}
+    handle = attn.o_proj.register_forward_hook(grab)
+    try:
+        for name, scaler, chunk in (
+            ("plain", None, 64),
+            ("prompt", spy, 3),
+            ("one chunk", step.head_scale, 10**6),
+        ):
+            tap = AttentionTap(
+                layers=[2],
+                record="none",
+                head_scale=scaler,
+                target="output",
+                scale_rows="all",
+                scale_chunk=chunk,
+            )
+            with torch.no_grad(), attention_tap(loaded.model, tap):
+                loaded.model(**batch.inputs)
+            outputs[name] = captured["o"]
+    finally:
+        handle.remove()
+    t = outputs["plain"].shape[1]
+    row_norms = torch.cat([*norms[1:], norms[0]], dim=-1)  # the chunks in order, then the last row
+    assert row_norms.shape[-1] == t
+    lowest = row_norms.topk(2, dim=1, largest=False).indices  # [B, 2, T]: rho * H = 2 heads per row
+    expected = (
+        torch.zeros(2, heads, t, dtype=torch.bool).scatter_(1, lowest, True).transpose(1, 2)
+    )  # [B, T, H]
+    plain, filtered = outputs["plain"], outputs["prompt"]
+    changed = (plain - filtered).abs().amax(-1) > 0
+    valid = batch.inputs["attention_mask"].bool()  # padded rows attend to nothing that matters
+    assert torch.equal(changed[valid], expected[valid] & (plain.abs().amax(-1) > 0)[valid])
+    assert torch.allclose(filtered[expected], 0.5 * plain[expected])
+    assert torch.allclose(outputs["one chunk"], filtered)  # chunking changes nothing
+
+
+def test_prompt_row_filtering_decodes_and_differs_from_last_row_filtering():
+    from tests.conftest import QUESTIONS, images
+
+    loaded = deep("llava")
+    batch = build_inputs(loaded, images(3), QUESTIONS)
+    settings = GenerationSettings(max_new_tokens=4)
+    base = get_method("base").generate(loaded, batch, settings)
+    off = DualPD(DualPDConfig(contrast="none", gamma=1.0, filter_rows="prompt")).generate(
+        loaded, batch, settings
+    )
+    assert torch.equal(off.new_tokens, base.new_tokens)  # gamma = 1: plain greedy decoding
+    kw = dict(contrast="none", rho=0.5, gamma=0.0)
+    prompt = DualPD(DualPDConfig(**kw, filter_rows="prompt")).generate(loaded, batch, settings)
+    assert prompt.new_tokens.shape == base.new_tokens.shape
+    logits = {}
+    for rows in ("last", "all"):
+        step = DualPD(DualPDConfig(**kw)).step_for(loaded, batch)
+        tap = AttentionTap(record="none", head_scale=step.head_scale, scale_rows=rows)
+        with torch.no_grad(), attention_tap(loaded.model, tap):
+            logits[rows] = loaded.model(**batch.inputs).logits[:, -1]
+    assert not torch.allclose(logits["last"], logits["all"])  # the prompt rows' filtering reaches the logits
+    with pytest.raises(ConfigError, match="filter_rows"):
+        DualPDConfig(filter_rows="all")

@@ -102,6 +102,10 @@ class AttentionTap:
         head_scale: per-layer [B, H] (or [H]) multipliers, or a callable ``LayerScores -> [B, H] | None``
             deciding in the same pass (e.g. from the layer's own scores).
         target: what a multiplier scales: the head's pre-softmax ``"scores"`` or its ``"output"`` row.
+        scale_rows: at a pass with several query rows (the prefill), scale the heads of the ``"last"`` row
+            only, or of ``"all"`` rows, each row with the multipliers the callable ``head_scale`` returns for
+            it (scores of ``scale_chunk`` rows at a time: memory O(heads x chunk x keys), never O(T^2)).
+        scale_chunk: rows per chunk for ``scale_rows="all"``.
         keep_history: append each pass's records to :attr:`history` instead of only keeping the latest.
         exact: also run sdpa for a decode step's single row and keep its output bit for bit. By default that
             row's output is computed from the explicit probabilities (``p V``, float32 softmax), so attention
@@ -118,6 +122,8 @@ class AttentionTap:
     score_norm_keys: torch.Tensor | None = None
     head_scale: Mapping[int, torch.Tensor] | HeadScaler | None = None
     target: ScaleTarget = "scores"
+    scale_rows: Literal["last", "all"] = "last"
+    scale_chunk: int = 64
     keep_history: bool = False
     exact: bool = False
     records: dict[int, TapRecord] = field(default_factory=dict, init=False)
@@ -131,6 +137,10 @@ class AttentionTap:
             raise ConfigError(f"AttentionTap.record must be 'heads', 'mean' or 'none', got {self.record!r}")
         if self.target not in ("scores", "output"):
             raise ConfigError(f"AttentionTap.target must be 'scores' or 'output', got {self.target!r}")
+        if self.scale_rows not in ("last", "all"):
+            raise ConfigError(f"AttentionTap.scale_rows must be 'last' or 'all', got {self.scale_rows!r}")
+        if self.scale_chunk < 1:
+            raise ConfigError(f"AttentionTap.scale_chunk must be >= 1, got {self.scale_chunk}")
         self._layer_set = None if self.layers is None else frozenset(int(i) for i in self.layers)
 
     def wants(self, layer: int) -> bool:
@@ -275,11 +285,53 @@ def _tap_attention(
                 out = out * gamma[:, None, :, None].to(out.dtype)
     elif gamma is not None:
         out = _apply_head_scale(out, scores, allowed, gamma, rows, value, tap.target)
+    if tap.scale_rows == "all" and tap.rows == "last" and q_len > 1 and callable(tap.head_scale):
+        out = _scale_earlier_rows(
+            tap, layer, out, query, key, value, attention_mask, scale, is_causal, key_offset
+        )
     probs = None
     if p is not None and tap.record != "none":
         probs = p if tap.record == "heads" else p.mean(dim=1, keepdim=True)
     tap.records[layer] = TapRecord(probs=probs, score_norms=norms, key_offset=key_offset, head_scale=gamma)
     return out, None
+
+
+def _per_row(gamma: torch.Tensor) -> torch.Tensor:
+    """Multipliers [B, H] (every row alike) or [B, H, R] (per row) as [B, H, 1|R, 1]."""
+    return gamma[:, :, None, None] if gamma.dim() == 2 else gamma[..., None]
+
+
+def _scale_earlier_rows(
+    tap: AttentionTap,
+    layer: int,
+    out: torch.Tensor,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scale: float,
+    is_causal: bool,
+    key_offset: int,
+) -> torch.Tensor:
+    """``scale_rows="all"``: every row before the last (the last is done by the caller) gets its own
+    multipliers from ``tap.head_scale``, ``tap.scale_chunk`` rows at a time."""
+    q_len, k_len = query.shape[2], key.shape[2]
+    for start in range(0, q_len - 1, tap.scale_chunk):
+        rows = slice(start, min(start + tap.scale_chunk, q_len - 1))
+        scores = _grouped_scores(query[:, :, rows], key).float().mul_(scale)
+        allowed = _allowed_keys(attention_mask, q_len, k_len, rows, is_causal, query.device)
+        if allowed is not None:
+            scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+        gamma = tap._scale_for(
+            LayerScores(layer=layer, scores=scores, allowed=allowed, key_offset=key_offset)
+        )
+        if gamma is None:
+            continue
+        gamma = gamma.to(device=query.device, dtype=torch.float32)
+        if gamma.dim() == 1:
+            gamma = gamma.expand(query.shape[0], -1)
+        out = _apply_head_scale(out, scores, allowed, gamma, rows, value, tap.target)
+    return out
 
 
 def _rows_output(probs: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
@@ -289,7 +341,7 @@ def _rows_output(probs: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
 
 def _scaled_probs(scores: torch.Tensor, allowed: torch.Tensor | None, gamma: torch.Tensor) -> torch.Tensor:
     """softmax(gamma_h * s_h) per head, masked keys kept out."""
-    scaled = scores * gamma[:, :, None, None]
+    scaled = scores * _per_row(gamma)
     if allowed is not None:
         scaled = scaled.masked_fill(~allowed, torch.finfo(scores.dtype).min)
     return torch.softmax(scaled, dim=-1)
@@ -309,7 +361,7 @@ def _apply_head_scale(
     No host sync: heads with gamma == 1 are selected back from the sdpa output with ``torch.where``.
     """
     old = out[:, rows].transpose(1, 2).float()  # [B, H, R, D]
-    g = gamma[:, :, None, None]
+    g = _per_row(gamma)
     if target == "output":
         new = old * g
     else:

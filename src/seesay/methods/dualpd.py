@@ -66,6 +66,10 @@ class DualPDConfig(MethodConfig):
         decay_target: "scores" (pre-softmax logits of the row) or "output" (the head's output row).
             [scores: as the method is described]
         filter_layers: layers whose heads are filtered; None = all. [all: paper]
+        filter_rows: the query rows filtered: "last" (the row whose logits are read, at prefill and at
+            every decode step) or "prompt" (at prefill every prompt row, each with its own weakest heads:
+            the whole-pass reading; then each new row). ["last": ours, the paper speaks of the current
+            token's attention]
         score_keys: head score over "all" allowed keys or "image" keys only. [all: paper]
     """
 
@@ -85,6 +89,7 @@ class DualPDConfig(MethodConfig):
     decay_target: Literal["scores", "output"] = "scores"
     filter_layers: tuple[int, ...] | None = None
     score_keys: Literal["all", "image"] = "all"
+    filter_rows: Literal["last", "prompt"] = "last"
 
     def __post_init__(self) -> None:
         choices = {
@@ -94,6 +99,7 @@ class DualPDConfig(MethodConfig):
             "pair_side": ("later", "earlier"),
             "decay_target": ("scores", "output"),
             "score_keys": ("all", "image"),
+            "filter_rows": ("last", "prompt"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -190,8 +196,11 @@ class DualPDStep:
         key_mask = None
         if self.config.score_keys == "image":
             key_mask = keys_from_positions(self.image_keys, scores.key_offset, scores.scores.shape[-1])
-        norms = scores.norms(key_mask)[:, :, -1]  # [B, H]
-        lowest = norms.topk(k, dim=-1, largest=False).indices  # [B, k]
+        norms = scores.norms(key_mask)  # [B, H, R]
+        if norms.shape[-1] > 1:  # filter_rows="prompt": each earlier prompt row its own heads, [B, H, R]
+            lowest_rows = norms.topk(k, dim=1, largest=False).indices  # [B, k, R]
+            return torch.ones_like(norms).scatter_(1, lowest_rows, self.config.gamma)
+        lowest = norms[:, :, -1].topk(k, dim=-1, largest=False).indices  # [B, k]
         if self.trace_enabled:
             self._suppressed[scores.layer] = lowest
         scale = torch.ones(b, h, device=norms.device)
@@ -307,6 +316,7 @@ class DualPD(Method):
                 else ("mean" if cfg.head_reduction == "mean" else "heads"),
                 head_scale=step.head_scale if cfg.filtering else None,
                 target=cfg.decay_target,
+                scale_rows="all" if cfg.filter_rows == "prompt" else "last",
             )
         hidden = step.candidates if cfg.contrast != "none" else ()
         return self.run_engine(
