@@ -35,6 +35,7 @@ sweep dualpd_rho          --method dualpd --grid rho=0,0.15,0.3,0.5
 sweep dualpd_shift_metric --method dualpd --grid shift_metric=hellinger,js,kl
 sweep dualpd_pair_side    --method dualpd --grid pair_side=later,earlier
 sweep dualpd_contrast     --method dualpd --grid contrast=dola,logits,literal,residual,none
+sweep dualpd_filter_rows  --method dualpd --grid filter_rows=last,prompt --grid gamma=0.9,0.5
 
 # VEA (arXiv 2510.17771): layer sets, Eq. 2-4 knobs, and the paper's ablation rows. The demo model was
 # trained on bare questions, so every point uses prompt=question (the VEA / QA instructions are words it

@@ -16,6 +16,7 @@ ORDER = [
     ("dualpd_shift_metric", "DualPD: the shift metric between adjacent layers' visual attention"),
     ("dualpd_pair_side", "DualPD: which layer of the most-shifting pair is the basic layer"),
     ("dualpd_contrast", "DualPD: the contrast form"),
+    ("dualpd_filter_rows", "DualPD: head filtering of the last row vs every prompt row at prefill"),
     ("vea_layer_set", "VEA: where L_VG comes from (profiled on the dev split, all, halves)"),
     ("vea_sigma", "VEA: blur sigma (fraction of the shorter side; 0 = no blur)"),
     ("vea_alpha", "VEA: brightness floor alpha (1 = no highlight)"),
