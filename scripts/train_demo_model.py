@@ -421,13 +421,13 @@ def accuracy(
 def layer_auroc(model, processor, records: list[dict], batch_size: int = 100) -> list[float]:
     """Per-layer evidence AUROC of the last prompt row's attention (seesay demo's measurement)."""
     from seesay.adapters import get_adapter
-    from seesay.demo import _auroc_matrix, _nanmean
+    from seesay.demo import auroc_matrix, nanmean
     from seesay.loading import LoadedModel
 
     model.eval()
     loaded = LoadedModel(model=model, processor=processor, adapter=get_adapter(model, processor))
     with torch.no_grad():
-        values = _nanmean(_auroc_matrix(loaded, records, batch_size), axis=0)
+        values = nanmean(auroc_matrix(loaded, records, batch_size), axis=0)
     model.train()
     return [round(float(v), 3) for v in values]
 

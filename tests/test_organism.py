@@ -19,13 +19,13 @@ from seesay.demo import (
     DEV_N,
     DEV_SEED,
     SPLITS,
-    _auroc_matrix,
-    _lens_tops,
-    _nanmean,
-    _pick_lens_layer,
     answer_first_words,
+    auroc_matrix,
     demo_model_path,
     heldout,
+    lens_tops,
+    nanmean,
+    pick_lens_layer,
 )
 
 pytestmark = pytest.mark.skipif(demo_model_path() is None, reason="no bundled demo model in this checkout")
@@ -57,7 +57,7 @@ def answers(loaded):
 @pytest.fixture(scope="module")
 def auroc(loaded):
     records = [r for s in SPLITS for r in heldout(s, N_ATTENTION)]
-    return records, _auroc_matrix(loaded, records, batch_size=100)
+    return records, auroc_matrix(loaded, records, batch_size=100)
 
 
 def test_iid_accuracy_and_every_question_type_but_where(answers):
@@ -79,7 +79,7 @@ def test_left_right_is_learned(answers):
 
 def test_deep_layers_find_the_evidence_shallow_ones_do_not(loaded, auroc):
     _, matrix = auroc
-    per_layer = _nanmean(matrix, axis=0)
+    per_layer = nanmean(matrix, axis=0)
     layers = loaded.adapter.num_layers
     assert layers >= 12 and loaded.adapter.num_heads >= 8
     best_deep = per_layer[layers // 2 :].max()
@@ -94,11 +94,11 @@ def test_seeing_but_not_believing(loaded, auroc, answers):
     answer is wrong as when it is right: within 0.05."""
     _, matrix = auroc
     dev = [r for s in SPLITS for r in synthetic.generate(s, DEV_N, seed=DEV_SEED)]
-    dev_auroc = _nanmean(_auroc_matrix(loaded, dev, batch_size=100), axis=0)
+    dev_auroc = nanmean(auroc_matrix(loaded, dev, batch_size=100), axis=0)
     top = max(1, round(0.25 * loaded.adapter.num_layers))
     profiled = sorted(np.argsort(-np.nan_to_num(dev_auroc, nan=-1))[:top])
     right = np.concatenate([answers[s][1][:N_ATTENTION] for s in SPLITS])
-    scores = _nanmean(matrix[:, profiled], axis=1)
+    scores = nanmean(matrix[:, profiled], axis=1)
     ok = ~np.isnan(scores)
     assert (~right & ok).sum() >= 30  # enough wrong answers to compare
     assert abs(scores[right & ok].mean() - scores[~right & ok].mean()) <= 0.05
@@ -109,11 +109,11 @@ def test_seeing_right_but_saying_wrong(loaded, answers):
     """Among counterfactual errors, an intermediate layer's lens (the one layer picked on the dev split)
     names the right answer on >= 20%, above the chance of a random answer word of the question type."""
     dev = [r for s in SPLITS for r in synthetic.generate(s, DEV_N, seed=DEV_SEED)]
-    layer = _pick_lens_layer(loaded, dev, batch_size=100)
+    layer = pick_lens_layer(loaded, dev, batch_size=100)
     assert 0 <= layer < loaded.adapter.num_layers - 1
     records, right, _ = answers["counterfactual"]
     tokenizer = loaded.processor.tokenizer
-    tops = _lens_tops(loaded, records, batch_size=100)
+    tops = lens_tops(loaded, records, batch_size=100)
     ids = np.array([tokenizer.convert_tokens_to_ids(r["answer"]) for r in records])
     wrong = ~right
     hits = (tops[:, layer] == ids) & wrong

@@ -137,7 +137,7 @@ def answer_first_words(
     return out
 
 
-def _lens_tops(loaded: LoadedModel, records: list[dict], batch_size: int) -> np.ndarray:
+def lens_tops(loaded: LoadedModel, records: list[dict], batch_size: int) -> np.ndarray:
     """[n, layers]: each layer's logit-lens top-1 token for the first answer token of each record."""
     layers = list(range(loaded.adapter.num_layers))
     lens = LogitLens(loaded.adapter)
@@ -165,7 +165,7 @@ def _lens_tops(loaded: LoadedModel, records: list[dict], batch_size: int) -> np.
     return torch.cat(tops).numpy()
 
 
-def _auroc_matrix(loaded: LoadedModel, records: list[dict], batch_size: int) -> np.ndarray:
+def auroc_matrix(loaded: LoadedModel, records: list[dict], batch_size: int) -> np.ndarray:
     """[n, layers]: evidence AUROC of the last prompt row's attention at each layer (NaN: degenerate)."""
     layers = list(range(loaded.adapter.num_layers))
     out = np.full((len(records), len(layers)), np.nan)
@@ -184,19 +184,19 @@ def _auroc_matrix(loaded: LoadedModel, records: list[dict], batch_size: int) -> 
     return out
 
 
-def _pick_lens_layer(loaded: LoadedModel, records: list[dict], batch_size: int) -> int:
+def pick_lens_layer(loaded: LoadedModel, records: list[dict], batch_size: int) -> int:
     """The intermediate layer (not the last) whose lens top-1 is most often the right answer where the
     model's answer is wrong, on ``records`` (the dev split; ties: the shallower layer)."""
     answers = answer_first_words(loaded, get_method("base"), records, batch_size)
     wrong = np.array([a != r["answer"] for a, r in zip(answers, records, strict=True)])
     tokenizer = loaded.processor.tokenizer
     ids = np.array([tokenizer.convert_tokens_to_ids(r["answer"]) for r in records])
-    right = _lens_tops(loaded, records, batch_size) == ids[:, None]
+    right = lens_tops(loaded, records, batch_size) == ids[:, None]
     hits = (right[:, :-1] & wrong[:, None]).sum(axis=0)
     return int(np.argmax(hits))
 
 
-def _nanmean(x: np.ndarray, axis: int | None = None) -> Any:
+def nanmean(x: np.ndarray, axis: int | None = None) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmean(x, axis=axis)
@@ -324,10 +324,10 @@ def run_demo(
     # what the model knows before any method: the lens of every layer, and where it looks
     tokenizer = loaded.processor.tokenizer
     dev = {s: synthetic.generate(s, DEV_N, seed=DEV_SEED) for s in SPLITS}
-    report.saw_right_layer = _pick_lens_layer(loaded, [r for s in SPLITS for r in dev[s]], batch_size)
+    report.saw_right_layer = pick_lens_layer(loaded, [r for s in SPLITS for r in dev[s]], batch_size)
     all_tops, all_right = [], []
     for split, records in splits.items():
-        tops = _lens_tops(loaded, records, batch_size)
+        tops = lens_tops(loaded, records, batch_size)
         answer_ids = np.array([tokenizer.convert_tokens_to_ids(r["answer"]) for r in records])
         lens_right = tops == answer_ids[:, None]
         all_tops.append(lens_right)
@@ -375,14 +375,14 @@ def run_demo(
     report.prior_errors = (int(usual), len(colour_errors))
     # where it looks: the first AUROC_N questions of each split (the per-layer mean is stable long before n)
     records = splits["iid"][:AUROC_N] + splits["counterfactual"][:AUROC_N]
-    matrix = _auroc_matrix(loaded, records, batch_size)
-    report.layer_auroc = _nanmean(matrix, axis=0).tolist()
+    matrix = auroc_matrix(loaded, records, batch_size)
+    report.layer_auroc = nanmean(matrix, axis=0).tolist()
     # "seeing but not believing": the layers that look at the evidence, picked on a dev split (own seed),
     # attend as well when the answer is wrong as when it is right
-    dev_auroc = _nanmean(_auroc_matrix(loaded, [r for s in SPLITS for r in dev[s]], batch_size), axis=0)
+    dev_auroc = nanmean(auroc_matrix(loaded, [r for s in SPLITS for r in dev[s]], batch_size), axis=0)
     top = max(1, round(0.25 * num_layers))
     report.profiled_layers = sorted(int(i) for i in np.argsort(-np.nan_to_num(dev_auroc, nan=-1))[:top])
-    profiled = _nanmean(matrix[:, report.profiled_layers], axis=1)
+    profiled = nanmean(matrix[:, report.profiled_layers], axis=1)
     right = np.concatenate([c[:AUROC_N] for c in all_right])
     for label, mask in (("right", right), ("wrong", ~right)):
         values = profiled[mask & ~np.isnan(profiled)]
