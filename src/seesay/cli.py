@@ -122,6 +122,29 @@ MAX_PIXELS_HELP = (
 )
 
 
+# Options eval and sweep share
+BenchOpt = Annotated[
+    str, typer.Option("--bench", "-b", help="vqav2, okvqa, gqa, textvqa, vizwiz, docvqa, visual_cot")
+]
+DataFileOpt = Annotated[
+    Path, typer.Option("--data", "-d", help="The benchmark's question/annotation file or parquet.")
+]
+OverwriteOpt = Annotated[
+    bool, typer.Option(help="Start again in --out even if it holds another run's results.")
+]
+ImageRootOpt = Annotated[Path | None, typer.Option(help="Image folder (default: the format's usual place).")]
+AllowOutsideOpt = Annotated[
+    bool, typer.Option(help="Accept image paths in the data file that leave the image root.")
+]
+LimitOpt = Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N samples.")]
+BatchSizeOpt = Annotated[int, typer.Option(min=1, help="Samples per batch.")]
+MaxNewTokensOpt = Annotated[int | None, typer.Option(min=1, help="Default: the benchmark's (16, DocVQA 32).")]
+SeedOpt = Annotated[int, typer.Option(help="Random seed.")]
+DtypeOpt = Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")]
+RunDeviceOpt = Annotated[str | None, typer.Option(help="Device (default: this process' accelerator).")]
+MaxPixelsOpt = Annotated[str, typer.Option(help=MAX_PIXELS_HELP)]
+
+
 def unescape(text: str) -> str:
     """``\\n`` and ``\\t`` typed on a command line become a newline and a tab."""
     return text.replace("\\n", "\n").replace("\\t", "\t")
@@ -277,14 +300,40 @@ def profile(
     out_console.print(f"saved {out}  (use it with: --method vea --set profile={out})")
 
 
+class _RunProgress:
+    """A rich bar per label for long runs, started only once work starts (a refused run prints its one
+    line and nothing else); ``with`` stops it, also on error or Ctrl-C."""
+
+    def __init__(self, prefix: str, disable: bool = False):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        self.prefix, self.bar, self.tasks = (
+            prefix,
+            Progress(*columns, console=err_console, disable=disable),
+            {},
+        )
+
+    def __call__(self, label: str, completed: int, total: int) -> None:
+        if not self.tasks:
+            self.bar.start()
+        if label not in self.tasks:
+            self.tasks[label] = self.bar.add_task(f"{self.prefix}{label}", total=total, completed=completed)
+        else:
+            self.bar.update(self.tasks[label], completed=completed)
+
+    def __enter__(self) -> _RunProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.tasks:
+            self.bar.stop()
+
+
 @app.command("eval")
 def eval_command(
-    bench: Annotated[
-        str, typer.Option("--bench", "-b", help="vqav2, okvqa, gqa, textvqa, vizwiz, docvqa, visual_cot")
-    ],
-    data: Annotated[
-        Path, typer.Option("--data", "-d", help="The benchmark's question/annotation file or parquet.")
-    ],
+    bench: BenchOpt,
+    data: DataFileOpt,
     model: Annotated[str | None, typer.Option("--model", "-m", help=MODEL_HELP)] = None,
     methods: Annotated[
         str, typer.Option(help="Comma-separated methods, e.g. base,dualpd,vea. " + METHOD_HELP)
@@ -294,20 +343,12 @@ def eval_command(
         typer.Option("--set", "-s", help="METHOD.KEY=VALUE, e.g. dualpd.rho=0.2 (repeatable). " + KEYS_HELP),
     ] = None,
     out: Annotated[Path, typer.Option(help="Output folder (resumes what is there).")] = Path("runs/eval"),
-    overwrite: Annotated[
-        bool, typer.Option(help="Start again in --out even if it holds another run's results.")
-    ] = False,
-    image_root: Annotated[
-        Path | None, typer.Option(help="Image folder (default: the format's usual place).")
-    ] = None,
-    allow_images_outside_root: Annotated[
-        bool, typer.Option(help="Accept image paths in the data file that leave the image root.")
-    ] = False,
-    limit: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N samples.")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Samples per batch.")] = 8,
-    max_new_tokens: Annotated[
-        int | None, typer.Option(min=1, help="Default: the benchmark's (16, DocVQA 32).")
-    ] = None,
+    overwrite: OverwriteOpt = False,
+    image_root: ImageRootOpt = None,
+    allow_images_outside_root: AllowOutsideOpt = False,
+    limit: LimitOpt = None,
+    batch_size: BatchSizeOpt = 8,
+    max_new_tokens: MaxNewTokensOpt = None,
     prompt_suffix: Annotated[
         str | None,
         typer.Option(
@@ -323,17 +364,16 @@ def eval_command(
             "TextVQA) or llava (GQA); docs/evaluation.md."
         ),
     ] = "official",
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
-    device: Annotated[str | None, typer.Option(help="Device (default: this process' accelerator).")] = None,
+    seed: SeedOpt = 0,
+    dtype: DtypeOpt = "auto",
+    device: RunDeviceOpt = None,
     device_map: Annotated[
         str | None, typer.Option(help="e.g. auto, to split a large model over GPUs.")
     ] = None,
     trust_remote_code: Annotated[bool, typer.Option(help="Allow the model's own remote code.")] = False,
-    max_pixels: Annotated[str, typer.Option(help=MAX_PIXELS_HELP)] = "preset",
+    max_pixels: MaxPixelsOpt = "preset",
 ) -> None:
     """Evaluate methods on a benchmark: per-sample JSONL, summary table/JSON/CSV, manifest; resumable."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
 
     from .decoding import GenerationSettings
@@ -378,19 +418,7 @@ def eval_command(
         max_pixels=pixels,
     )
     settings = GenerationSettings(max_new_tokens=max_new_tokens or task.max_new_tokens)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    bar = Progress(*columns, console=err_console, disable=dist.rank != 0)
-    tasks: dict[str, Any] = {}
-
-    def progress(method: str, completed: int, total: int) -> None:
-        if not tasks:
-            bar.start()  # only once work starts: a refused run prints its one line and nothing else
-        if method not in tasks:
-            tasks[method] = bar.add_task(f"{bench}/{method}", total=total, completed=completed)
-        else:
-            bar.update(tasks[method], completed=completed)
-
-    try:
+    with _RunProgress(f"{bench}/", disable=dist.rank != 0) as progress:
         summary = evaluate(
             loaded,
             task,
@@ -409,9 +437,6 @@ def eval_command(
             allow_images_outside_root=allow_images_outside_root,
             samples=samples,
         )
-    finally:
-        if tasks:
-            bar.stop()
     if summary is None:
         return
     metrics = sorted({k for s in summary.values() for k in s if k != "n" and not k.startswith("vs_base.")})
@@ -451,44 +476,31 @@ def sweep(
         list[str],
         typer.Option("--grid", "-g", help="KEY=V1,V2,... (repeatable; none = None, [1,2] a list)."),
     ],
-    bench: Annotated[
-        str, typer.Option("--bench", "-b", help="vqav2, okvqa, gqa, textvqa, vizwiz, docvqa, visual_cot")
-    ],
-    data: Annotated[
-        Path, typer.Option("--data", "-d", help="The benchmark's question/annotation file or parquet.")
-    ],
+    bench: BenchOpt,
+    data: DataFileOpt,
     model: Annotated[str | None, typer.Option("--model", "-m", help=MODEL_HELP)] = None,
     option: Annotated[
         list[str] | None,
         typer.Option("--set", "-s", help="KEY=VALUE fixed at every grid point (repeatable). " + KEYS_HELP),
     ] = None,
     out: Annotated[Path, typer.Option(help="Output folder (resumes what is there).")] = Path("runs/sweep"),
-    overwrite: Annotated[
-        bool, typer.Option(help="Start again in --out even if it holds another run's results.")
-    ] = False,
+    overwrite: OverwriteOpt = False,
     base: Annotated[bool, typer.Option(help="Also run base, for the paired differences.")] = True,
-    image_root: Annotated[
-        Path | None, typer.Option(help="Image folder (default: the format's usual place).")
-    ] = None,
-    allow_images_outside_root: Annotated[
-        bool, typer.Option(help="Accept image paths in the data file that leave the image root.")
-    ] = False,
-    limit: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N samples.")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Samples per batch.")] = 8,
-    max_new_tokens: Annotated[
-        int | None, typer.Option(min=1, help="Default: the benchmark's (16, DocVQA 32).")
-    ] = None,
+    image_root: ImageRootOpt = None,
+    allow_images_outside_root: AllowOutsideOpt = False,
+    limit: LimitOpt = None,
+    batch_size: BatchSizeOpt = 8,
+    max_new_tokens: MaxNewTokensOpt = None,
     prompt_suffix: Annotated[
         str | None, typer.Option(help="Text appended to each question, as for eval.")
     ] = None,
     metric_mode: Annotated[str, typer.Option(help="Metric conventions, as for eval.")] = "official",
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
-    device: Annotated[str | None, typer.Option(help="Device (default: this process' accelerator).")] = None,
-    max_pixels: Annotated[str, typer.Option(help=MAX_PIXELS_HELP)] = "preset",
+    seed: SeedOpt = 0,
+    dtype: DtypeOpt = "auto",
+    device: RunDeviceOpt = None,
+    max_pixels: MaxPixelsOpt = "preset",
 ) -> None:
     """Sweep a method's knobs on a benchmark: one resumable eval run per grid point, CIs, plots."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
 
     from .decoding import GenerationSettings
@@ -515,19 +527,7 @@ def sweep(
     )
     loaded = load_model(model, dtype=dtype, device=device, max_pixels=pixels)
     settings = GenerationSettings(max_new_tokens=max_new_tokens or task.max_new_tokens)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    bar = Progress(*columns, console=err_console)
-    tasks: dict[str, Any] = {}
-
-    def progress(label: str, completed: int, total: int) -> None:
-        if not tasks:
-            bar.start()
-        if label not in tasks:
-            tasks[label] = bar.add_task(f"{bench}/{method} {label}", total=total, completed=completed)
-        else:
-            bar.update(tasks[label], completed=completed)
-
-    try:
+    with _RunProgress(f"{bench}/{method} ") as progress:
         result = run_sweep(
             loaded,
             task,
@@ -549,9 +549,6 @@ def sweep(
             with_base=base,
             progress=progress,
         )
-    finally:
-        if tasks:
-            bar.stop()
     table = Table(title=f"{method} sweep on {bench}: {result.metric} (95% CI), paired against base")
     for col in ("point", result.metric, "95% CI", "vs base", "95% CI ", "McNemar p", "n"):
         table.add_column(col, justify="left" if col == "point" else "right")

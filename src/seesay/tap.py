@@ -250,11 +250,7 @@ def _tap_attention(
     is_causal = kwargs.get("is_causal")
     is_causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
 
-    # As eager attention: q K^T in the model's dtype, everything after it in float32.
-    scores = _grouped_scores(query[:, :, rows], key).float().mul_(scale)
-    allowed = _allowed_keys(attention_mask, q_len, k_len, rows, is_causal, query.device)
-    if allowed is not None:
-        scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+    scores, allowed = _explicit_scores(query, key, rows, scale, attention_mask, is_causal)
     key_offset = max(0, (tap.seq_len or k_len) - k_len)
     layer_scores = LayerScores(layer=layer, scores=scores, allowed=allowed, key_offset=key_offset)
 
@@ -265,11 +261,7 @@ def _tap_attention(
             key_mask = keys_from_positions(tap.score_norm_keys.to(query.device), key_offset, k_len)
         norms = layer_scores.norms(key_mask)
 
-    gamma = tap._scale_for(layer_scores)
-    if gamma is not None:
-        gamma = gamma.to(device=query.device, dtype=torch.float32)
-        if gamma.dim() == 1:
-            gamma = gamma.expand(query.shape[0], -1)
+    gamma = _multipliers(tap._scale_for(layer_scores), query)
     scale_scores = gamma is not None and tap.target == "scores"
     p = None
     if tap.record != "none" or (out is None and not scale_scores):
@@ -296,6 +288,33 @@ def _tap_attention(
     return out, None
 
 
+def _explicit_scores(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    rows: slice,
+    scale: float,
+    attention_mask: torch.Tensor | None,
+    is_causal: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Pre-softmax scores [B, H, R, K] of ``rows`` (masked keys at the dtype minimum) and the allowed keys.
+
+    As eager attention: q K^T in the model's dtype, everything after it in float32.
+    """
+    scores = _grouped_scores(query[:, :, rows], key).float().mul_(scale)
+    allowed = _allowed_keys(attention_mask, query.shape[2], key.shape[2], rows, is_causal, query.device)
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+    return scores, allowed
+
+
+def _multipliers(gamma: torch.Tensor | None, query: torch.Tensor) -> torch.Tensor | None:
+    """A head scaler's answer as float32 on the query's device, [H] broadcast to [B, H]."""
+    if gamma is None:
+        return None
+    gamma = gamma.to(device=query.device, dtype=torch.float32)
+    return gamma.expand(query.shape[0], -1) if gamma.dim() == 1 else gamma
+
+
 def _per_row(gamma: torch.Tensor) -> torch.Tensor:
     """Multipliers [B, H] (every row alike) or [B, H, R] (per row) as [B, H, 1|R, 1]."""
     return gamma[:, :, None, None] if gamma.dim() == 2 else gamma[..., None]
@@ -315,21 +334,14 @@ def _scale_earlier_rows(
 ) -> torch.Tensor:
     """``scale_rows="all"``: every row before the last (the last is done by the caller) gets its own
     multipliers from ``tap.head_scale``, ``tap.scale_chunk`` rows at a time."""
-    q_len, k_len = query.shape[2], key.shape[2]
+    q_len = query.shape[2]
     for start in range(0, q_len - 1, tap.scale_chunk):
         rows = slice(start, min(start + tap.scale_chunk, q_len - 1))
-        scores = _grouped_scores(query[:, :, rows], key).float().mul_(scale)
-        allowed = _allowed_keys(attention_mask, q_len, k_len, rows, is_causal, query.device)
-        if allowed is not None:
-            scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
-        gamma = tap._scale_for(
-            LayerScores(layer=layer, scores=scores, allowed=allowed, key_offset=key_offset)
-        )
+        scores, allowed = _explicit_scores(query, key, rows, scale, attention_mask, is_causal)
+        chunk = LayerScores(layer=layer, scores=scores, allowed=allowed, key_offset=key_offset)
+        gamma = _multipliers(tap._scale_for(chunk), query)
         if gamma is None:
             continue
-        gamma = gamma.to(device=query.device, dtype=torch.float32)
-        if gamma.dim() == 1:
-            gamma = gamma.expand(query.shape[0], -1)
         out = _apply_head_scale(out, scores, allowed, gamma, rows, value, tap.target)
     return out
 
