@@ -109,9 +109,19 @@ def _not_json(tmp: Path, model: Path) -> list[str]:
     return _eval(tmp, model, data=bad)
 
 
+def _report_other(tmp: Path, model: Path) -> list[str]:
+    (tmp / "other.json").write_text(json.dumps({"hello": 1}))
+    return ["report", str(tmp / "other.json"), "--out", str(tmp / "r.html")]
+
+
+def _report_damaged(tmp: Path, model: Path) -> list[str]:
+    (tmp / "demo.json").write_text('{"format": "seesay-demo/1", "n": ')
+    return ["report", str(tmp / "demo.json"), "--out", str(tmp / "r.html")]
+
+
 CASES: list[Case] = [
     Case(
-        "bare `seesay`", lambda t, m: [], "missing command (one of: ask, demo, eval, profile, sweep, version)"
+        "bare `seesay`", lambda t, m: [], "missing command (one of: ask, demo, eval, profile, report, sweep, version)"
     ),
     Case("unknown command", lambda t, m: ["frob"], "No such command 'frob'"),
     Case("missing required option", lambda t, m: ["eval"], "Missing option '--bench'"),
@@ -186,6 +196,23 @@ CASES: list[Case] = [
     ),
     Case("image file missing", lambda t, m: _ask(t, m, "--image", "/no/such.png"), "image file not found"),
     Case("image file corrupt", _corrupt, "cannot decode image"),
+    Case(
+        "`report` of a path that does not exist",
+        lambda t, m: ["report", str(t / "no_such_run"), "--out", str(t / "r.html")],
+        "no_such_run: no such file or folder",
+    ),
+    Case("`report` of a file it does not read", _report_other, "not a file seesay report reads"),
+    Case("`report` of a damaged JSON file", _report_damaged, "cannot read it as JSON"),
+    Case(
+        "`report --out` that is not an HTML file",
+        lambda t, m: ["report", str(t), "--out", str(t / "r.pdf")],
+        "writes an HTML file: give a path ending in .html",
+    ),
+    Case(
+        "`eval --report` that is not an HTML file",
+        lambda t, m: _eval(t, m, "--report", str(t / "r.txt")),
+        "--report writes an HTML file",
+    ),
     Case(
         "`--trace` with a method that writes none",
         lambda t, m: _ask(t, m, "--trace", str(t / "trace.jsonl")),

@@ -143,6 +143,16 @@ SeedOpt = Annotated[int, typer.Option(help="Random seed.")]
 DtypeOpt = Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")]
 RunDeviceOpt = Annotated[str | None, typer.Option(help="Device (default: this process' accelerator).")]
 MaxPixelsOpt = Annotated[str, typer.Option(help=MAX_PIXELS_HELP)]
+ReportOpt = Annotated[
+    Path | None,
+    typer.Option(help="Also write the HTML report here (figures inline; their PNGs in NAME_files/)."),
+]
+
+
+def check_report_path(path: Path | None) -> None:
+    """Refuse a report path that is not an .html file before any work is done."""
+    if path is not None and path.suffix.lower() not in (".html", ".htm"):
+        raise ConfigError(f"--report writes an HTML file: give a path ending in .html, not {path}")
 
 
 def unescape(text: str) -> str:
@@ -372,6 +382,13 @@ def eval_command(
     ] = None,
     trust_remote_code: Annotated[bool, typer.Option(help="Allow the model's own remote code.")] = False,
     max_pixels: MaxPixelsOpt = "preset",
+    trace: Annotated[
+        bool,
+        typer.Option(
+            help="Keep each answer's per-token trace in predictions.jsonl (dualpd, dola, vcd, vea)."
+        ),
+    ] = False,
+    report: ReportOpt = None,
 ) -> None:
     """Evaluate methods on a benchmark: per-sample JSONL, summary table/JSON/CSV, manifest; resumable."""
     from rich.table import Table
@@ -391,6 +408,9 @@ def eval_command(
         raise ConfigError(f"--methods lists a method twice: {methods}")
     per_method = parse_method_options(option or [], names)
     runners = [get_method(name, **per_method[name]) for name in names]  # bad options fail before loading
+    check_report_path(report)
+    for runner in runners:
+        runner.trace = trace and runner.writes_trace
     pixels = parse_max_pixels(max_pixels)
     refuse_single_process_cpu_launch()
     # Bad data, a bad mode or a folder in use are refused before a (large) model is loaded.
@@ -467,6 +487,11 @@ def eval_command(
             )
         out_console.print(vs)
     out_console.print(f"predictions, summary.json/csv and manifest.json in {escape(str(out))}")
+    if report is not None:
+        from .report import write_report
+
+        written = write_report([out], report, title=f"seesay eval: {bench}")
+        out_console.print(f"report: {escape(str(written.html))} ({len(written.figures)} figures)")
 
 
 @app.command()
@@ -596,6 +621,11 @@ def demo(
         str | None, typer.Option("--model", "-m", help="Default: the bundled demo model.")
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Questions per forward pass.")] = 100,
+    report: ReportOpt = None,
+    json_out: Annotated[
+        Path | None,
+        typer.Option("--json", help="Also save the run as JSON here (seesay report reads it)."),
+    ] = None,
 ) -> None:
     """The whole story on the bundled tiny trained VLM: accuracy with CIs, where it looks, what it knows."""
     import time
@@ -605,9 +635,10 @@ def demo(
     from . import synthetic
     from .demo import ANSWER_WORDS, SPLITS, run_demo
 
+    check_report_path(report)
     t0 = time.perf_counter()
     with err_console.status("running base, dualpd and vea on the held-out splits ...") as status:
-        report = run_demo(
+        result = run_demo(
             n,
             model=model,
             out_png=png,
@@ -615,11 +646,11 @@ def demo(
             batch_size=batch_size,
             progress=lambda s: status.update(f"done {s} ..."),
         )
-    table = Table(title=f"accuracy, {report.n} held-out questions per split (95% Wilson CI)")
+    table = Table(title=f"accuracy, {result.n} held-out questions per split (95% Wilson CI)")
     table.add_column("method")
     for split in SPLITS:
         table.add_column(split, justify="right")
-    for method, per_split in report.accuracy.items():
+    for method, per_split in result.accuracy.items():
         cells = [
             f"{_pct(a)} [{100 * lo:.1f}, {100 * hi:.1f}]" for a, lo, hi in (per_split[s] for s in SPLITS)
         ]
@@ -628,7 +659,7 @@ def demo(
     paired = Table(title="each method against base on the same questions (95% paired bootstrap, McNemar)")
     for col in ("method", "split", "difference", "95% CI", "McNemar p"):
         paired.add_column(col, justify="right" if col != "method" else "left")
-    for method, per_split in report.paired.items():
+    for method, per_split in result.paired.items():
         for split in SPLITS:
             d = per_split[split]
             p_text = f"{d.p_value:.3g}" if d.p_value is not None else ""
@@ -639,62 +670,106 @@ def demo(
     types = Table(title="accuracy per question type (n in brackets)")
     types.add_column("type")
     for split in SPLITS:
-        for method in report.accuracy:
+        for method in result.accuracy:
             types.add_column(f"{split[:2]} {method}", justify="right")
     for qtype in synthetic.QTYPES:
         row = [qtype]
         for split in SPLITS:
-            for method in report.accuracy:
-                acc, count = report.per_type[split][method][qtype]
+            for method in result.accuracy:
+                acc, count = result.per_type[split][method][qtype]
                 row.append(f"{_pct(acc)} ({count})" if count else "")
         types.add_row(*row)
     out_console.print(types)
     layers = Table(title="by depth: S = shallow (first quarter), D = deep (second half); 0.5 = chance AUROC")
     layers.add_column("")
-    for i in range(len(report.layer_auroc)):
-        mark = " S" if i in report.shallow else (" D" if i in report.deep else "")
+    for i in range(len(result.layer_auroc)):
+        mark = " S" if i in result.shallow else (" D" if i in result.deep else "")
         layers.add_column(f"L{i}{mark}", justify="right")
-    layers.add_row("evidence AUROC", *[f"{a:.3f}" for a in report.layer_auroc])
-    layers.add_row("lens accuracy", *[f"{a:.3f}" for a in report.lens_accuracy])
+    layers.add_row("evidence AUROC", *[f"{a:.3f}" for a in result.layer_auroc])
+    layers.add_row("lens accuracy", *[f"{a:.3f}" for a in result.lens_accuracy])
     out_console.print(layers)
-    best_deep = max(report.layer_auroc[i] for i in report.deep)
-    shallow_mean = sum(report.layer_auroc[i] for i in report.shallow) / len(report.shallow)
+    best_deep = max(result.layer_auroc[i] for i in result.deep)
+    shallow_mean = sum(result.layer_auroc[i] for i in result.shallow) / len(result.shallow)
     out_console.print(
         f"deep vs shallow: best deep layer {best_deep:.3f}, shallow mean {shallow_mean:.3f} "
         f"(difference {best_deep - shallow_mean:+.3f})"
     )
-    (r_auc, r_n), (w_auc, w_n) = report.believing["right"], report.believing["wrong"]
+    (r_auc, r_n), (w_auc, w_n) = result.believing["right"], result.believing["wrong"]
     out_console.print(
-        f"seeing but not believing: evidence AUROC of the profiled layers {report.profiled_layers} "
+        f"seeing but not believing: evidence AUROC of the profiled layers {result.profiled_layers} "
         f"(picked on a dev split) is {r_auc:.3f} on rightly answered questions (n={r_n}) and "
         f"{w_auc:.3f} on wrongly answered ones (n={w_n}): difference {w_auc - r_auc:+.3f}"
     )
     for split in SPLITS:
-        hits, errors, chance = report.saw_right[split]
+        hits, errors, chance = result.saw_right[split]
         share = hits / errors if errors else float("nan")
         out_console.print(
             f"saw right, said wrong ({split}): of {errors} wrong answers, {hits} ({_pct(share)}) have an "
             f"intermediate layer whose lens top-1 is the right answer; chance {_pct(chance)} (a random "
             f"answer word of the question type at each of those layers)"
         )
-        hits, errors, chance = report.saw_right_at_layer[split]
+        hits, errors, chance = result.saw_right_at_layer[split]
         share = hits / errors if errors else float("nan")
         out_console.print(
-            f"  ... at one layer, L{report.saw_right_layer} (picked on a dev split): {hits} of {errors} "
+            f"  ... at one layer, L{result.saw_right_layer} (picked on a dev split): {hits} of {errors} "
             f"({_pct(share)}); chance {_pct(chance)} (a random answer word of the question type)"
         )
-    usual, colour_errors = report.prior_errors
+    usual, colour_errors = result.prior_errors
     share = usual / colour_errors if colour_errors else float("nan")
     out_console.print(
         f"the prior at work: {usual} of {colour_errors} counterfactual colour errors ({_pct(share)}) name "
         f"the shape's usual colour (chance {_pct(1 / (len(ANSWER_WORDS['color']) - 1))} among wrong colours)"
     )
     out_console.print(
-        f"DualPD's head filter fired on {_pct(report.head_filter_share)} of decode steps "
-        f"(floor(rho x heads) = {report.heads_suppressed} heads per layer)"
+        f"DualPD's head filter fired on {_pct(result.head_filter_share)} of decode steps "
+        f"(floor(rho x heads) = {result.heads_suppressed} heads per layer)"
     )
+    if json_out is not None:
+        from .rundir import atomic_write_text
+
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(json_out, json.dumps(result.to_json()) + "\n")
+        out_console.print(f"demo run saved: {escape(str(json_out))}")
+    if report is not None:
+        from .report import write_sections
+        from .report.sources import demo_sections
+
+        written = write_sections(
+            demo_sections(result.to_json(), "seesay demo"),
+            report,
+            title="seesay demo: the bundled tiny VLM",
+            subtitle=f"{result.n} held-out questions per split; seesay demo --n {result.n}",
+        )
+        out_console.print(f"report: {escape(str(written.html))} ({len(written.figures)} figures)")
     out_console.print(
-        f"heatmaps: {report.png}   per-layer plot: {report.layers_png}   ({time.perf_counter() - t0:.0f} s)"
+        f"heatmaps: {result.png}   per-layer plot: {result.layers_png}   ({time.perf_counter() - t0:.0f} s)"
+    )
+
+
+@app.command()
+def report(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="What seesay wrote: eval run folders, sweep folders, layer profiles (seesay profile), "
+            "demo runs (seesay demo --json), per-token traces (seesay ask --trace).",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write.")] = Path(
+        "seesay_report.html"
+    ),
+    title: Annotated[str, typer.Option(help="The page's title.")] = "seesay report",
+) -> None:
+    """One self-contained HTML page (figures inline, no network) with the plots of seesay's outputs."""
+    from .report import write_report
+
+    check_report_path(out)
+    with err_console.status("plotting ..."):
+        written = write_report(paths, out, title=title)
+    out_console.print(
+        f"report: {escape(str(written.html))} ({written.sections} sections, {len(written.figures)} figures "
+        f"in {escape(str(written.html.with_name(written.html.stem + '_files')))})"
     )
 
 

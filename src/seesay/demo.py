@@ -39,6 +39,8 @@ from .loading import LoadedModel, build_inputs, load_model
 from .methods import VEA, DualPD, DualPDConfig, Method, VEAConfig, get_method
 from .methods.vea import heat_overlay
 from .metrics.retrieval import auroc
+from .report.gallery import GalleryItem, pick
+from .report.sources import DEMO_FORMAT
 from .stats import PairedDifference, paired_difference, wilson_interval
 
 DEMO_MODEL = Path(__file__).resolve().parent / "demo_model"
@@ -68,6 +70,8 @@ ANSWER_WORDS: dict[str, tuple[str, ...]] = {  # the possible answers of each que
     "where": ("left", "right"),
 }
 SPLITS = ("iid", "counterfactual")
+GALLERY_N = 16  # questions in the report's gallery (those a method fixed or broke first)
+TRACED_N = 4  # of them, the ones whose DualPD trace the report shows
 AUROC_N = 300  # questions per split whose attention is scored against the boxes (per-layer AUROC)
 DEV_N = 100  # dev questions per split for picking the profiled layers
 
@@ -101,6 +105,40 @@ class DemoReport:
     heads_suppressed: int = 0  # floor(rho * heads) of the model
     png: str | None = None
     layers_png: str | None = None
+    gallery: list[GalleryItem] = field(default_factory=list)  # the report's questions (fixed / broken first)
+    traces: list[dict[str, Any]] = field(default_factory=list)  # DualPD's per-token trace of a few of them
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything above as JSON (``seesay report`` reads it; format :data:`DEMO_FORMAT`)."""
+        return {
+            "format": DEMO_FORMAT,
+            "n": self.n,
+            "splits": list(SPLITS),
+            "accuracy": {m: {s: list(v) for s, v in per.items()} for m, per in self.accuracy.items()},
+            "paired": {
+                m: {s: [d.diff, d.low, d.high, d.p_value, d.n] for s, d in per.items()}
+                for m, per in self.paired.items()
+            },
+            "per_type": {
+                s: {m: {q: list(v) for q, v in t.items()} for m, t in per.items()}
+                for s, per in self.per_type.items()
+            },
+            "layer_auroc": self.layer_auroc,
+            "lens_accuracy": self.lens_accuracy,
+            "shallow": self.shallow,
+            "deep": self.deep,
+            "profiled_layers": self.profiled_layers,
+            "believing": {k: list(v) for k, v in self.believing.items()},
+            "saw_right": {k: list(v) for k, v in self.saw_right.items()},
+            "saw_right_layer": self.saw_right_layer,
+            "saw_right_at_layer": {k: list(v) for k, v in self.saw_right_at_layer.items()},
+            "wrong_rate": self.wrong_rate,
+            "prior_errors": list(self.prior_errors),
+            "head_filter_share": self.head_filter_share,
+            "heads_suppressed": self.heads_suppressed,
+            "gallery": [item.to_json() for item in self.gallery],
+            "traces": self.traces,
+        }
 
 
 def _first_word(text: str) -> str:
@@ -258,6 +296,63 @@ def _layers_plot(report: DemoReport, path: Path) -> None:
     plt.close(fig)
 
 
+def gallery_and_traces(
+    loaded: LoadedModel,
+    splits: dict[str, list[dict]],
+    answers: dict[str, dict[str, list[str]]],
+    correct: dict[str, dict[str, list[bool]]],
+    batch_size: int,
+) -> tuple[list[GalleryItem], list[dict[str, Any]]]:
+    """The report's gallery (:data:`GALLERY_N` questions, those a method fixed or broke first, each with
+    VEA's evidence map and highlighted image) and DualPD's per-token trace of :data:`TRACED_N` of them."""
+    from .api import ask_batch
+
+    methods = list(correct)
+    candidates = [
+        GalleryItem(
+            id=f"{split}/{i}",
+            question=r["question"],
+            references=[r["answer"]],
+            answers={m: answers[split][m][i] for m in methods},
+            correct={m: bool(correct[m][split][i]) for m in methods},
+            image=Image.new("RGB", (1, 1)),
+            boxes=[list(b) for b in r["bboxs"]],
+            group=f"{split}, {r['qtype']}",
+        )
+        for split, records in splits.items()
+        for i, r in enumerate(records)
+    ]
+    chosen = pick(candidates, GALLERY_N)
+    records = [splits[c.id.split("/")[0]][int(c.id.split("/")[1])] for c in chosen]
+    images = [synthetic.render(r["scene"]) for r in records]
+    vea = VEA(VEAConfig(prompt="question", layer_set="auto"))
+    for start in range(0, len(records), batch_size):
+        part = slice(start, start + batch_size)
+        maps = vea.evidence(loaded, [[im] for im in images[part]], [r["question"] for r in records[part]])
+        for item, image, m in zip(chosen[part], images[part], maps, strict=True):
+            item.image, item.emap, item.highlighted = image, m[0].emap, m[0].highlighted
+    traced = chosen[:TRACED_N]
+    tokenizer = loaded.processor.tokenizer
+    got = ask_batch(
+        loaded,
+        [item.image for item in traced],
+        [item.question for item in traced],
+        method=DualPD(DualPDConfig(), trace=True),
+        settings=GenerationSettings(max_new_tokens=3),
+    )
+    traces = [
+        {
+            "label": f"dualpd: {item.question} -> {answer.text} (reference {item.references[0]})",
+            "steps": [
+                {"token_id": t, "token": tokenizer.decode([t]), **step}
+                for t, step in zip(answer.token_ids, answer.trace, strict=False)
+            ],
+        }
+        for item, answer in zip(traced, got, strict=True)
+    ]
+    return chosen, traces
+
+
 def run_demo(
     n: int = 600,
     *,
@@ -395,6 +490,7 @@ def run_demo(
     )
     heads = loaded.adapter.num_heads
     report.heads_suppressed = int(methods["dualpd"].config.rho * heads)
+    report.gallery, report.traces = gallery_and_traces(loaded, splits, answers, report.correct, batch_size)
     if out_png:
         picks = splits["iid"][:2] + splits["counterfactual"][:2]
         shown = {

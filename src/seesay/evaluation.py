@@ -42,8 +42,9 @@ from typing import Any
 
 import torch
 
-from .decoding import GenerationSettings
+from .decoding import GenerationSettings, eos_token_ids
 from .errors import ConfigError, DataError, ImageError, SeesayError
+from .evidence import compact_map
 from .loading import LoadedModel, build_inputs
 from .methods import Method, get_method
 from .rundir import RunLock, atomic_write_text, differences
@@ -690,19 +691,34 @@ def _run_batch(
         score: dict[str, float | None] = dict(task.score(text, sample, mode))
         if maps and sample.meta.get("boxes"):
             score.update(evidence_scores(maps[row_i][0], sample.meta["boxes"]))
-        rows.append(
-            {
-                "id": sample.id,
-                "index": index,
-                "question": sample.question,
-                "prediction": text,
-                "references": list(sample.answers),
-                "score": score,
-                "method": runner.name,
-                "config": runner.config.to_dict(),
-            }
-        )
+        row = {
+            "id": sample.id,
+            "index": index,
+            "question": sample.question,
+            "prediction": text,
+            "references": list(sample.answers),
+            "score": score,
+            "method": runner.name,
+            "config": runner.config.to_dict(),
+        }
+        if maps:  # VEA: the evidence map of the (first) image, shrunk (seesay report draws it)
+            row["evidence_map"] = compact_map(maps[row_i][0].emap)
+        if runner.trace and result.trace:
+            row["trace"] = sample_trace(result, row_i, tokenizer, loaded, settings)
+        rows.append(row)
     return rows
+
+
+def sample_trace(result: Any, row: int, tokenizer: Any, loaded: LoadedModel, settings) -> list[dict]:
+    """The per-token trace of one row of a batch: each generated token (up to its end token) with what
+    the method logged at that step."""
+    eos = set(eos_token_ids(settings, loaded.model))
+    ids = result.new_tokens[row].tolist()
+    ids = ids[: next((j + 1 for j, t in enumerate(ids) if t in eos), len(ids))]
+    steps = [step[row] for step in result.trace if row < len(step)]
+    return [
+        {"token_id": t, "token": tokenizer.decode([t]), **step} for t, step in zip(ids, steps, strict=False)
+    ]
 
 
 def evidence_scores(result: Any, boxes: Sequence[Sequence[float]]) -> dict[str, float | None]:

@@ -296,3 +296,24 @@ def box_labels(layout: ImageLayout, boxes, rule: str = "any") -> np.ndarray:
         hit = covered >= area - tol
     labels[valid] = hit & (area > 0)
     return labels
+
+
+def compact_map(emap: np.ndarray, side: int = 32, digits: int = 3) -> dict[str, object]:
+    """An evidence map [H, W] in [0, 1] shrunk for storage (area average, longer side <= ``side``,
+    ``digits`` decimals): ``{"shape": [h, w], "values": [...]}`` (row-major), for :func:`expand_map`."""
+    e = np.clip(np.nan_to_num(np.asarray(emap, dtype=np.float32)), 0, 1)
+    h, w = e.shape
+    scale = min(1.0, side / max(h, w))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    small = np.asarray(Image.fromarray(e, mode="F").resize(size, Image.Resampling.BOX), dtype=np.float64)
+    return {"shape": [size[1], size[0]], "values": np.round(small, digits).ravel().tolist()}
+
+
+def expand_map(stored: dict, size: tuple[int, int]) -> np.ndarray:
+    """A :func:`compact_map` back at image ``size`` (width, height), bilinear, clipped to [0, 1]."""
+    h, w = (int(v) for v in stored["shape"])
+    values = np.asarray(stored["values"], dtype=np.float32)
+    if values.size != h * w:
+        raise ValueError(f"stored evidence map: {values.size} values for shape {h}x{w}")
+    grid = Image.fromarray(values.reshape(h, w), mode="F").resize(size, Image.Resampling.BILINEAR)
+    return np.clip(np.asarray(grid, dtype=np.float64), 0, 1)
