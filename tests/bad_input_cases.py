@@ -121,7 +121,9 @@ def _report_damaged(tmp: Path, model: Path) -> list[str]:
 
 CASES: list[Case] = [
     Case(
-        "bare `seesay`", lambda t, m: [], "missing command (one of: ask, demo, eval, profile, report, sweep, version)"
+        "bare `seesay`",
+        lambda t, m: [],
+        "missing command (one of: ask, demo, eval, profile, report, sweep, version)",
     ),
     Case("unknown command", lambda t, m: ["frob"], "No such command 'frob'"),
     Case("missing required option", lambda t, m: ["eval"], "Missing option '--bench'"),

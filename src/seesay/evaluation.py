@@ -137,8 +137,15 @@ def _git_commit() -> str | None:
 
 
 def fingerprint(path: Path, chunk: int = 64 << 20) -> str:
-    """sha256 of a file's size and content (its first and last 64 MiB when it is larger than 128 MiB)."""
+    """sha256 of a file's size and content (its first and last 64 MiB when it is larger than 128 MiB);
+    of a folder (MME's release), every file's relative path and size, and the content of its text files."""
     digest = hashlib.sha256()
+    if path.is_dir():
+        for item in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(f"{item.relative_to(path).as_posix()}:{item.stat().st_size}\n".encode())
+            if item.suffix in (".txt", ".json", ".jsonl"):
+                digest.update(item.read_bytes())
+        return digest.hexdigest()
     size = path.stat().st_size
     digest.update(str(size).encode())
     with path.open("rb") as f:
@@ -613,12 +620,14 @@ def _run(
             )
         ordered = sorted(rows.values(), key=lambda row: row["index"])
         atomic_write_text(folder / "predictions.jsonl", "".join(json.dumps(row) + "\n" for row in ordered))
-        keys = sorted({k for row in rows.values() for k in row["score"]})
+        keys = sorted({k for row in rows.values() for k in row["score"] if not k.startswith("_")})
         summary[runner.name] = {}
         for k in keys:  # mean over the samples where the score is defined
             values = [row["score"][k] for row in rows.values() if row["score"].get(k) is not None]
             values = [v for v in values if not (isinstance(v, float) and math.isnan(v))]
             summary[runner.name][k] = sum(values) / len(values) if values else float("nan")
+        if task.aggregate is not None:  # corpus-level metrics (POPE's precision, recall, F1, ...)
+            summary[runner.name].update(task.aggregate([rows[i] for i in sorted(rows)]))
         summary[runner.name]["n"] = len(rows)
         by_method[runner.name] = rows
     base_rows = by_method.get("base")

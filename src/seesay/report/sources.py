@@ -167,6 +167,19 @@ def eval_sections(folder: Path) -> list[Section]:
         section.figures.append(
             Figure(f"{bench}_methods.png", figures.method_comparison(accuracy, paired, metric=metric))
         )
+        summary = _read_json(folder / "summary.json") if (folder / "summary.json").exists() else {}
+        per_method = summary.get(bench, {}) if isinstance(summary, dict) else {}
+        keys = sorted(
+            {k for v in per_method.values() for k in v if k != "n" and not k.startswith(("vs_base", "_"))}
+        )
+        if per_method and keys != [metric]:
+            section.tables.append(
+                Table(
+                    "every metric of summary.json (x100; corpus-level where the benchmark defines it)",
+                    ["method", *keys],
+                    [[m, *(pct(v.get(k, float("nan"))) for k in keys)] for m, v in per_method.items()],
+                )
+            )
         evidence = [
             [m, *(pct(_mean(_scores(r, k))) for k in ("evidence_auroc", "evidence_auprc", "evidence_ndcg"))]
             for m, r in rows.items()

@@ -1,4 +1,4 @@
-"""Benchmarks: GQA, VQAv2, OK-VQA, VizWiz, TextVQA, DocVQA and Visual-CoT evidence sets."""
+"""Benchmarks: GQA, VQAv2, OK-VQA, VizWiz, TextVQA, DocVQA, Visual-CoT evidence sets and POPE."""
 
 from .base import TASKS, Sample, Task, get_task, register
 

@@ -38,6 +38,7 @@ class Sample:
 
 Scorer = Callable[[str, Sample, str], dict[str, float]]
 Loader = Callable[[Path, Path | None], list[Sample]]
+Aggregator = Callable[[list[dict[str, Any]]], dict[str, float]]  # prediction rows (id, score) -> metrics
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,9 @@ class Task:
     """A benchmark: ``load(path, image_root)``, ``score(prediction, sample, mode)`` and its prompt.
 
     ``primary`` names the score reported first; ``max_new_tokens`` follows the peers' protocol;
-    ``modes`` are the metric conventions ``score`` accepts (the first is the default).
+    ``modes`` are the metric conventions ``score`` accepts (the first is the default). ``aggregate``,
+    when set, turns every question's prediction row (its ``id`` and ``score``) into corpus-level metrics
+    (POPE's precision, recall, F1; MME's acc+); the summary holds them beside the per-question means.
     """
 
     name: str
@@ -56,6 +59,7 @@ class Task:
     max_new_tokens: int = 16
     description: str = ""
     modes: tuple[str, ...] = ("official", "lmms-eval")
+    aggregate: Aggregator | None = None  # corpus-level metrics from every question's scores
 
     def prompt(self, sample: Sample, suffix: str | None = None) -> str:
         """The question plus ``suffix`` (default: the task's :attr:`prompt_suffix`)."""
@@ -90,6 +94,30 @@ def read_json(path: Path) -> Any:
         raise DataError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from err
     except OSError as err:
         raise DataError(f"cannot read {path}: {err}") from err
+
+
+def read_rows(path: Path) -> list[Any]:
+    """The records of a JSONL file (one JSON value per line) or of a JSON list (or ``{"data": [...]}``)."""
+    if path.suffix != ".jsonl":
+        data = read_json(path)
+        data = data.get("data") if isinstance(data, dict) else data
+        if not isinstance(data, list):
+            raise DataError(f"{path}: expected a list of records (or {{'data': [...]}})")
+        return data
+    if not path.exists():
+        raise DataError(f"annotation file not found: {path}")
+    rows = []
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"cannot read {path}: {err}") from err
+    for n, line in enumerate(lines, start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}: line {n} is not valid JSON ({err.msg})") from err
+    return rows
 
 
 def require(record: Any, keys: Iterable[str], path: Path, index: int | str) -> None:
