@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from seesay.cli import main
-from seesay.errors import DataError, ModelLoadError
+from seesay.errors import ConfigError, DataError, ModelLoadError
 from seesay.evaluation import Dist, _run, evaluate
 from seesay.rundir import RunLock
 from seesay.tasks import get_task
@@ -482,3 +482,15 @@ def test_the_same_command_started_twice_writes_each_sample_once(tmp_path, saved_
     assert f"in use by another seesay run (pid {winner.pid} on" in " ".join(loser_err.split())
     rows = [json.loads(x) for x in (tmp_path / "out" / "textvqa" / "base" / "predictions.jsonl").open()]
     assert len(rows) == 200 and len({r["id"] for r in rows}) == 200
+
+
+def test_device_map_refused_in_a_data_parallel_run(monkeypatch):
+    """--device-map auto under N processes would put N copies of the model on the same GPUs."""
+    from seesay.evaluation import refuse_device_map_in_parallel
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="2 copies of the model on the same GPUs"):
+        refuse_device_map_in_parallel("auto")
+    refuse_device_map_in_parallel(None)  # the default: one GPU per rank
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    refuse_device_map_in_parallel("auto")  # one process may spread one model

@@ -394,7 +394,13 @@ def eval_command(
     from rich.table import Table
 
     from .decoding import GenerationSettings
-    from .evaluation import Dist, evaluate, precheck, refuse_single_process_cpu_launch
+    from .evaluation import (
+        Dist,
+        evaluate,
+        precheck,
+        refuse_device_map_in_parallel,
+        refuse_single_process_cpu_launch,
+    )
     from .loading import load_model
     from .methods import get_method
     from .tasks import get_task
@@ -413,6 +419,7 @@ def eval_command(
         runner.trace = trace and runner.writes_trace
     pixels = parse_max_pixels(max_pixels)
     refuse_single_process_cpu_launch()
+    refuse_device_map_in_parallel(device_map)
     # Bad data, a bad mode or a folder in use are refused before a (large) model is loaded.
     samples = precheck(
         task,

@@ -370,6 +370,19 @@ def refuse_single_process_cpu_launch() -> None:
         )
 
 
+def refuse_device_map_in_parallel(device_map: str | dict | None) -> None:
+    """``device_map="auto"`` (or any string map) in a data-parallel run: every process would spread its
+    own copy of the model over *all* the GPUs it sees, N copies on the same cards. Refuse it (one line):
+    data-parallel ranks get one GPU each (the default), and one process spreads one large model."""
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world > 1 and isinstance(device_map, str):
+        raise ConfigError(
+            f"--device-map {device_map} in a {world}-process run would put {world} copies of the model on "
+            "the same GPUs; leave --device-map out (each rank gets its own GPU) or run one process with "
+            "--device-map auto"
+        )
+
+
 def check_image_paths(samples: Sequence[Sample], root: Path, allow_outside: bool) -> None:
     """Every image file of ``samples`` lies inside ``root``: a ``../`` or absolute path in a data file that
     leads elsewhere is refused (the check is on the path as written; symlinks inside the root are followed
