@@ -184,3 +184,118 @@ def test_head_scale_changes_only_chosen_heads(target):
     assert diff.max().item() == 0.0  # all other heads and samples bit-identical
     if target == "output":
         assert torch.allclose(results["scaled"][1, 2], 0.5 * results["plain"][1, 2])
+
+
+def _eager_with_bias(bias_by_layer):
+    """A test-only attention function: transformers' eager attention, with ``bias_by_layer[layer]``
+    ([B, H, 1, K]) added to the last query row's pre-softmax scores through the additive mask."""
+    from transformers.models.llama.modeling_llama import eager_attention_forward
+
+    def attention(module, query, key, value, attention_mask, **kwargs):
+        bias = bias_by_layer.get(module.layer_idx)
+        if bias is not None:
+            b, h, q_len, k_len = query.shape[0], query.shape[1], query.shape[2], key.shape[2]
+            mask = attention_mask[:, :, :, :k_len].expand(b, h, q_len, k_len).clone()
+            mask[:, :, -1:, :] += bias
+            attention_mask = mask
+        return eager_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+    return attention
+
+
+def test_additive_score_edit_equals_eager_attention_with_the_bias():
+    """s' = s + bias on the last row of one layer, through the tap on top of sdpa, equals eager attention
+    given the same bias (an independent computation), and changes the logits."""
+    from transformers import AttentionInterface, AttentionMaskInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
+
+    from seesay.loading import build_inputs
+    from seesay.tap import ScoreChange
+    from tests.conftest import QUESTIONS, images, loaded_tiny
+
+    loaded = loaded_tiny("llava")
+    model = loaded.model
+    inputs = build_inputs(loaded, images(2), QUESTIONS[:2]).inputs
+    b, t, h = inputs["input_ids"].shape[0], inputs["input_ids"].shape[1], loaded.adapter.num_heads
+    bias = torch.randn(b, h, 1, t, generator=torch.Generator().manual_seed(0))
+    layer = 1
+    tap = AttentionTap(layers=[layer], record="none", edits=(lambda s: ScoreChange(bias=bias),))
+    with torch.no_grad(), attention_tap(model, tap):
+        got = model(**inputs).logits[:, -1]
+    with torch.no_grad():
+        plain = model(**inputs).logits[:, -1]
+    AttentionInterface.register("seesay_test_eager_bias", _eager_with_bias({layer: bias}))
+    AttentionMaskInterface.register("seesay_test_eager_bias", ALL_MASK_ATTENTION_FUNCTIONS["eager"])
+    model.set_attn_implementation({"text_config": "seesay_test_eager_bias"})
+    try:
+        with torch.no_grad():
+            ref = model(**inputs).logits[:, -1]
+    finally:
+        model.set_attn_implementation({"text_config": "sdpa"})
+    assert (got - ref).abs().max().item() <= 1e-4
+    assert (got - plain).abs().max().item() > 1e-3  # the edit did something
+
+
+def test_score_edits_compose_in_order():
+    """Each edit sees the scores as the previous ones left them: [x2 on head 0, + bias] gives
+    2 s + bias on head 0 and s + bias elsewhere, masked keys still masked."""
+    from seesay.loading import build_inputs
+    from seesay.tap import ScoreChange
+    from tests.conftest import QUESTIONS, images, loaded_tiny
+
+    loaded = loaded_tiny("llava")
+    inputs = build_inputs(loaded, images(2), QUESTIONS[:2]).inputs
+    h = loaded.adapter.num_heads
+    scale = torch.ones(h)
+    scale[0] = 2.0
+    seen = {}
+
+    def first(s):
+        seen["raw"] = s.scores.clone()
+        return ScoreChange(scale=scale)
+
+    def second(s):
+        seen["after_scale"] = s.scores.clone()
+        return ScoreChange(bias=torch.full_like(s.scores, 0.25))
+
+    def last(s):
+        seen["final"] = s.scores.clone()
+        return None
+
+    tap = AttentionTap(layers=[0], record="none", edits=(first, second, last))
+    with torch.no_grad(), attention_tap(loaded.model, tap):
+        loaded.model(**inputs)
+    raw, final = seen["raw"], seen["final"]
+    allowed = raw > torch.finfo(raw.dtype).min / 2
+    expected = raw * scale[None, :, None, None] + 0.25
+    assert torch.allclose(
+        seen["after_scale"][allowed.expand_as(raw)],
+        (raw * scale[None, :, None, None])[allowed.expand_as(raw)],
+    )
+    assert torch.allclose(final[allowed], expected[allowed])
+
+
+def test_zero_edits_keep_greedy_tokens_and_logits():
+    """scale 1 and bias 0 (strength zero) leave logits bit for bit and tokens equal to plain greedy."""
+    from seesay.loading import build_inputs
+    from seesay.tap import ScoreChange
+    from tests.conftest import QUESTIONS, images, loaded_tiny
+
+    loaded = loaded_tiny("qwen2_vl")
+    batch = build_inputs(loaded, images(3), QUESTIONS)
+    settings = GenerationSettings(max_new_tokens=5)
+    plain = decode(loaded.model, batch.inputs, adapter=loaded.adapter, settings=settings)
+
+    def zero(s):
+        return ScoreChange(scale=torch.ones(s.scores.shape[1]), bias=torch.zeros_like(s.scores))
+
+    tap = AttentionTap(record="none", edits=(zero, lambda s: None))
+    edited = decode(loaded.model, batch.inputs, adapter=loaded.adapter, settings=settings, tap=tap)
+    assert torch.equal(edited.sequences, plain.sequences)
+    with torch.no_grad(), attention_tap(loaded.model, AttentionTap(record="none")):
+        bare = loaded.model(**batch.inputs).logits[:, -1]
+    with torch.no_grad(), attention_tap(loaded.model, AttentionTap(record="none", edits=(zero,))):
+        zeroed = loaded.model(**batch.inputs).logits[:, -1]
+    assert torch.equal(bare, zeroed)
+    with pytest.raises(Exception, match="edits must be callables"):
+        AttentionTap(edits=(1,))

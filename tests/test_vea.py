@@ -238,7 +238,7 @@ def test_vea_runs_on_every_family(loaded, batch3):
     out = method.generate(loaded, batch3, GenerationSettings(max_new_tokens=4))
     assert out.new_tokens.shape[0] == 3
     assert out.forward_passes == out.new_tokens.shape[1] + 1
-    for sample, imgs in zip(method.last_maps, batch3.images, strict=True):
+    for sample, imgs in zip(out.evidence, batch3.images, strict=True):
         result = sample[0]
         if len(result.layout.blocks) == 1:  # highlighted as the model sees it (highlight_on="input")
             expected = tuple(round(v) for v in result.layout.blocks[0].input_size)
@@ -247,7 +247,7 @@ def test_vea_runs_on_every_family(loaded, batch3):
         assert result.highlighted.size == expected
         assert result.emap.shape == (imgs[0].size[1], imgs[0].size[0])
         assert result.layers == tuple(range(loaded.adapter.num_layers // 2, loaded.adapter.num_layers))
-    assert out.trace[0][0]["layers"] == list(method.last_maps[0][0].layers)
+    assert out.trace[0][0]["layers"] == list(out.evidence[0][0].layers)
 
 
 def test_vea_with_alpha_one_is_plain_decoding_of_the_vea_prompt(loaded, batch3):
@@ -337,12 +337,12 @@ def test_vea_batch_equals_one_at_a_time():
     method = VEA(VEAConfig(layer_set="second_half"))
     settings = GenerationSettings(max_new_tokens=4)
     batched = method.generate(loaded, build_inputs(loaded, imgs, QUESTIONS), settings)
-    batched_maps = [m[0].emap for m in method.last_maps]
+    batched_maps = [m[0].emap for m in batched.evidence]
     for i in range(3):
         alone = method.generate(loaded, build_inputs(loaded, [imgs[i]], [QUESTIONS[i]]), settings)
         n = alone.new_tokens.shape[1]
         assert torch.equal(batched.new_tokens[i, :n], alone.new_tokens[0])
-        np.testing.assert_allclose(batched_maps[i], method.last_maps[0][0].emap, atol=1e-5)
+        np.testing.assert_allclose(batched_maps[i], alone.evidence[0][0].emap, atol=1e-5)
 
 
 def test_prompts_follow_the_reference_table():

@@ -119,23 +119,36 @@ class StepState:
         return (self._logits, *out)
 
 
-class StepHook(Protocol):
-    """Turns a step's state into next-token scores [B, V] (before the logits processors)."""
+@dataclass
+class StepResult:
+    """What a hook returns for one step: the next-token ``scores`` [B, V] (before the logits
+    processors), optionally the step's ``trace`` (one dict per sample) and the forward ``passes`` the hook
+    ran itself (a second branch)."""
 
-    def __call__(self, state: StepState) -> torch.Tensor: ...
+    scores: torch.Tensor
+    trace: list[dict[str, Any]] | None = None
+    passes: int = 0
+
+
+class StepHook(Protocol):
+    """Turns a step's state into next-token scores: a :class:`StepResult`, or the bare scores [B, V]."""
+
+    def __call__(self, state: StepState) -> StepResult | torch.Tensor: ...
 
 
 @dataclass
 class DecodeOutput:
     """Result of :func:`decode`. ``sequences`` = prompt + new tokens.
 
-    ``trace`` has one entry per step whose hook set ``last_trace`` (a list with one dict per sample).
+    ``trace`` has one entry per step whose hook returned one (a list with one dict per sample);
+    ``evidence``, for methods that compute one, each sample's evidence (VEA: its maps).
     """
 
     sequences: torch.Tensor
     prompt_length: int
     forward_passes: int
     trace: list[list[dict[str, Any]]] = field(default_factory=list)
+    evidence: list[Any] | None = None
 
     @property
     def new_tokens(self) -> torch.Tensor:
@@ -245,12 +258,14 @@ def decode(
                 tap=active_tap,
                 hidden=capture,
             )
-            scores = state.logits if hook is None else hook(state)  # a hook may batch its own readouts
-            if hook is not None:
-                info = getattr(hook, "last_trace", None)
-                if info is not None:
-                    trace.append(info)
-                    hook.last_trace = None
+            result = state.logits if hook is None else hook(state)  # a hook may batch its own readouts
+            if isinstance(result, StepResult):
+                scores = result.scores
+                passes += result.passes
+                if result.trace is not None:
+                    trace.append(result.trace)
+            else:
+                scores = result
             scores = procs(input_ids, scores)
             if settings.do_sample:
                 probs = torch.softmax(scores, dim=-1)
@@ -273,5 +288,4 @@ def decode(
                 "attention_mask": attention_mask,
                 **adapter.next_position_inputs(attention_mask, state_extra),
             }
-    passes += int(getattr(hook, "forward_passes", 0))  # passes a hook ran itself (e.g. a second branch)
     return DecodeOutput(sequences=input_ids, prompt_length=prompt_length, forward_passes=passes, trace=trace)

@@ -706,7 +706,7 @@ def _run_batch(
     prompted.questions = [s.question for _, s in chunk]
     result = runner.generate(loaded, prompted, settings)
     tokenizer = getattr(loaded.processor, "tokenizer", loaded.processor)
-    maps = getattr(runner, "last_maps", None)  # VEA: each sample's evidence map
+    maps = result.evidence  # VEA: each sample's evidence maps
     rows = []
     for row_i, (index, sample) in enumerate(chunk):
         text = tokenizer.decode(result.new_tokens[row_i], skip_special_tokens=True).strip()

@@ -20,6 +20,12 @@ which costs O(heads x keys) per layer and row, never O(tokens^2). From these the
   ``softmax(gamma_h * s_h) V_h``; ``target="output"`` multiplies the head's output row by ``gamma_h``.
   Heads with ``gamma_h == 1`` keep the sdpa output bit for bit.
 
+* edit the tapped rows' pre-softmax scores with ``edits``, in order (like accelerate's ``SequentialHook``):
+  each edit sees the scores as the edits before it left them and returns a :class:`ScoreChange`,
+  ``s <- scale_h * s`` (per head) then ``s <- s + bias`` (key-wise, e.g. on the image keys: PAI, VAR);
+  the edited rows' output is ``softmax(s') V``, heads and rows that no edit changed keep the sdpa output
+  bit for bit.
+
 Recorded rows are the unmodified softmax of the pass. Key index ``j`` of a record corresponds to the
 absolute (padded) sequence position ``key_offset + j`` (non-zero only in sliding-window caches).
 """
@@ -89,6 +95,19 @@ HeadScaler = Callable[[LayerScores], torch.Tensor | None]
 
 
 @dataclass
+class ScoreChange:
+    """One edit's change of a layer's tapped pre-softmax scores ``s`` [B, H, R, K] (float32):
+    ``s <- scale * s`` with ``scale`` [H], [B, H] or [B, H, R] (per head), then ``s <- s + bias`` with
+    ``bias`` broadcastable to [B, H, R, K] (per key). Masked keys stay masked."""
+
+    scale: torch.Tensor | None = None
+    bias: torch.Tensor | None = None
+
+
+ScoreEdit = Callable[[LayerScores], ScoreChange | None]
+
+
+@dataclass
 class AttentionTap:
     """What to read and change in the language model's attention.
 
@@ -106,6 +125,9 @@ class AttentionTap:
             only, or of ``"all"`` rows, each row with the multipliers the callable ``head_scale`` returns for
             it (scores of ``scale_chunk`` rows at a time: memory O(heads x chunk x keys), never O(T^2)).
         scale_chunk: rows per chunk for ``scale_rows="all"``.
+        edits: score edits of the tapped rows, applied in order after ``head_scale`` (target
+            ``"scores"``); each gets the layer's :class:`LayerScores` as the edits before it left them and
+            returns a :class:`ScoreChange` or None (no change in this layer).
         keep_history: append each pass's records to :attr:`history` instead of only keeping the latest.
         exact: also run sdpa for a decode step's single row and keep its output bit for bit. By default that
             row's output is computed from the explicit probabilities (``p V``, float32 softmax), so attention
@@ -124,6 +146,7 @@ class AttentionTap:
     target: ScaleTarget = "scores"
     scale_rows: Literal["last", "all"] = "last"
     scale_chunk: int = 64
+    edits: tuple[ScoreEdit, ...] = ()
     keep_history: bool = False
     exact: bool = False
     records: dict[int, TapRecord] = field(default_factory=dict, init=False)
@@ -141,6 +164,9 @@ class AttentionTap:
             raise ConfigError(f"AttentionTap.scale_rows must be 'last' or 'all', got {self.scale_rows!r}")
         if self.scale_chunk < 1:
             raise ConfigError(f"AttentionTap.scale_chunk must be >= 1, got {self.scale_chunk}")
+        self.edits = tuple(self.edits)
+        if not all(callable(e) for e in self.edits):
+            raise ConfigError("AttentionTap.edits must be callables LayerScores -> ScoreChange | None")
         self._layer_set = None if self.layers is None else frozenset(int(i) for i in self.layers)
 
     def wants(self, layer: int) -> bool:
@@ -263,18 +289,25 @@ def _tap_attention(
 
     gamma = _multipliers(tap._scale_for(layer_scores), query)
     scale_scores = gamma is not None and tap.target == "scores"
+    edited = _edited_scores(tap, layer_scores, gamma if scale_scores else None, query) if tap.edits else None
     p = None
-    if tap.record != "none" or (out is None and not scale_scores):
+    if tap.record != "none" or (out is None and not scale_scores and edited is None):
         p = torch.softmax(scores, dim=-1)  # the unmodified row: what is recorded
     if out is None:
         # A decode step's only row: its output straight from the explicit row (sdpa is not run twice),
         # with the heads' decay folded in.
-        if scale_scores:
+        if edited is not None:
+            out = _rows_output(torch.softmax(edited, dim=-1), value)
+        elif scale_scores:
             out = _rows_output(_scaled_probs(scores, allowed, gamma), value)
         else:
             out = _rows_output(p, value)
-            if gamma is not None:
-                out = out * gamma[:, None, :, None].to(out.dtype)
+        if gamma is not None and not scale_scores:
+            out = out * gamma[:, None, :, None].to(out.dtype)
+    elif edited is not None:
+        out = _apply_edited(out, scores, edited, rows, value)
+        if gamma is not None and not scale_scores:
+            out = _apply_head_scale(out, scores, allowed, gamma, rows, value, "output")
     elif gamma is not None:
         out = _apply_head_scale(out, scores, allowed, gamma, rows, value, tap.target)
     if tap.scale_rows == "all" and tap.rows == "last" and q_len > 1 and callable(tap.head_scale):
@@ -305,6 +338,46 @@ def _explicit_scores(
     if allowed is not None:
         scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
     return scores, allowed
+
+
+def _edited_scores(
+    tap: AttentionTap, base: LayerScores, gamma: torch.Tensor | None, query: torch.Tensor
+) -> torch.Tensor | None:
+    """The tapped rows' scores after ``gamma`` (head_scale on scores) and every edit in order; None when
+    nothing changed them."""
+    current = base.scores
+    changed = False
+    if gamma is not None:
+        current = current * _per_row(gamma)
+        changed = True
+    floor = torch.finfo(current.dtype).min
+    for edit in tap.edits:
+        change = edit(LayerScores(base.layer, current, base.allowed, base.key_offset))
+        if change is None:
+            continue
+        if change.scale is not None:
+            current = current * _per_row(_multipliers(change.scale, query))
+        if change.bias is not None:
+            current = current + change.bias.to(device=current.device, dtype=current.dtype)
+        changed = True
+    if not changed:
+        return None
+    if base.allowed is not None:
+        current = current.masked_fill(~base.allowed, floor)
+    return current
+
+
+def _apply_edited(
+    out: torch.Tensor, scores: torch.Tensor, edited: torch.Tensor, rows: slice, value: torch.Tensor
+) -> torch.Tensor:
+    """Replace the tapped rows of the sdpa output ``out`` [B, q, H, D] by ``softmax(edited) V`` where an
+    edit changed a head's row; elsewhere the sdpa output is kept bit for bit (no host sync)."""
+    old = out[:, rows].transpose(1, 2).float()  # [B, H, R, D]
+    new = _grouped_values(torch.softmax(edited, dim=-1).to(value.dtype), value).float()
+    touched = (edited != scores).any(dim=-1, keepdim=True)  # [B, H, R, 1]
+    out = out.clone()
+    out[:, rows] = torch.where(touched, new, old).to(out.dtype).transpose(1, 2)
+    return out
 
 
 def _multipliers(gamma: torch.Tensor | None, query: torch.Tensor) -> torch.Tensor | None:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, NoImageTokensError
+from ..registry import Registry
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,19 @@ def affine_boxes(boxes: np.ndarray, scale_x: float, scale_y: float, off_x: float
     out[:, [0, 2]] = out[:, [0, 2]] * scale_x + off_x
     out[:, [1, 3]] = out[:, [1, 3]] * scale_y + off_y
     return out
+
+
+ADAPTER_REGISTRY: Registry[type[ModelAdapter]] = Registry("model adapter")
+
+
+def register_adapter(family: str):
+    """``@register_adapter("family")`` on a :class:`ModelAdapter` subclass (sets its ``family``)."""
+
+    def decorate(cls):
+        cls.family = family
+        return ADAPTER_REGISTRY.add(family, cls)
+
+    return decorate
 
 
 @dataclass

@@ -22,7 +22,15 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from .base import ImageGrid, ImageLayout, ModelAdapter, affine_boxes, grid_boxes
+from .base import (
+    ADAPTER_REGISTRY,
+    ImageGrid,
+    ImageLayout,
+    ModelAdapter,
+    affine_boxes,
+    grid_boxes,
+    register_adapter,
+)
 
 
 def _size_get(size: Any, key: str) -> Any:
@@ -78,6 +86,7 @@ def _image_processor(adapter: ModelAdapter):
     return getattr(proc, "image_processor", proc)
 
 
+@register_adapter("llava")
 class LlavaAdapter(ModelAdapter):
     """LLaVA-1.5 (``LlavaForConditionalGeneration``)."""
 
@@ -126,6 +135,7 @@ class LlavaAdapter(ModelAdapter):
         return _single_block_layouts(self, inputs, original_sizes, lambda i, size: self.image_grid(size))
 
 
+@register_adapter("llava_next")
 class LlavaNextAdapter(ModelAdapter):
     """LLaVA-NeXT / LLaVA-1.6 (``LlavaNextForConditionalGeneration``)."""
 
@@ -213,6 +223,7 @@ class LlavaNextAdapter(ModelAdapter):
         return layouts
 
 
+@register_adapter("qwen2_vl")
 class Qwen2VLAdapter(ModelAdapter):
     """Qwen2-VL: M-RoPE positions, dynamic grid from ``image_grid_thw``."""
 
@@ -258,6 +269,7 @@ class Qwen2VLAdapter(ModelAdapter):
         return _single_block_layouts(self, inputs, original_sizes, grid)
 
 
+@register_adapter("qwen2_5_vl")
 class Qwen2_5_VLAdapter(Qwen2VLAdapter):
     """Qwen2.5-VL: as Qwen2-VL (windowed vision attention does not change the token grid)."""
 
@@ -265,6 +277,7 @@ class Qwen2_5_VLAdapter(Qwen2VLAdapter):
     architectures: ClassVar[tuple[str, ...]] = ("Qwen2_5_VLForConditionalGeneration",)
 
 
+@register_adapter("gemma3")
 class Gemma3Adapter(ModelAdapter):
     """Gemma3 (``Gemma3ForConditionalGeneration``): square pooled grid, sliding-window layers."""
 
@@ -285,6 +298,7 @@ class Gemma3Adapter(ModelAdapter):
         return _single_block_layouts(self, inputs, original_sizes, grid)
 
 
+@register_adapter("internvl")
 class InternVLAdapter(ModelAdapter):
     """InternVL (``InternVLForConditionalGeneration``, the transformers-native port)."""
 
@@ -372,11 +386,4 @@ class InternVLAdapter(ModelAdapter):
         return layouts
 
 
-ADAPTERS: tuple[type[ModelAdapter], ...] = (
-    LlavaAdapter,
-    LlavaNextAdapter,
-    Qwen2VLAdapter,
-    Qwen2_5_VLAdapter,
-    Gemma3Adapter,
-    InternVLAdapter,
-)
+ADAPTERS: tuple[type[ModelAdapter], ...] = tuple(ADAPTER_REGISTRY.values())  # in registration order

@@ -5,19 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ConfigError
-from .base import BaseMethod, Method
-from .dola import DoLa, DoLaConfig
+from .base import METHODS, BaseMethod, Method, register_method
+from .dola import DoLa, DoLaConfig  # each module registers its method on import
 from .dualpd import DualPD, DualPDConfig
 from .vcd import VCD, VCDConfig
 from .vea import VEA, VEAConfig
-
-METHODS: dict[str, type[Method]] = {
-    "base": BaseMethod,
-    "dualpd": DualPD,
-    "dola": DoLa,
-    "vcd": VCD,
-    "vea": VEA,
-}
 
 
 def get_method(name: str, **overrides: Any) -> Method:
@@ -40,4 +32,5 @@ __all__ = [
     "VCDConfig",
     "VEAConfig",
     "get_method",
+    "register_method",
 ]

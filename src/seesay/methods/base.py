@@ -11,6 +11,10 @@ from transformers import LogitsProcessorList
 from ..decoding import DecodeOutput, GenerationSettings, decode
 from ..errors import ConfigError
 from ..loading import LoadedModel, PreparedBatch
+from ..registry import Registry
+
+METHODS: Registry[type[Method]] = Registry("method")
+register_method = METHODS.register  # @register_method("name") on a Method subclass
 
 
 @dataclass(frozen=True)
@@ -22,7 +26,8 @@ class MethodConfig:
 
 
 class Method:
-    """A decoding method: ``generate(loaded, batch, settings)`` -> :class:`DecodeOutput`."""
+    """A decoding method: ``generate(loaded, batch, settings)`` -> :class:`DecodeOutput`. Registered by
+    name with ``@register_method("name")`` (which sets :attr:`name`)."""
 
     name: ClassVar[str] = "method"
     config_class: ClassVar[type[MethodConfig]] = MethodConfig
@@ -74,10 +79,10 @@ class BaseConfig(MethodConfig):
     """``base`` has no knobs: it is the model's own greedy / sampled decoding."""
 
 
+@register_method("base")
 class BaseMethod(Method):
     """Plain decoding through the engine's loop, token for token what ``generate()`` gives."""
 
-    name: ClassVar[str] = "base"
     config_class: ClassVar[type[MethodConfig]] = BaseConfig
 
     def generate(

@@ -22,11 +22,11 @@ import torch
 from transformers import LogitsProcessorList
 
 from ..contrast import plausible_mask
-from ..decoding import DecodeOutput, GenerationSettings, StepState
+from ..decoding import DecodeOutput, GenerationSettings, StepResult, StepState
 from ..errors import ConfigError
 from ..lens import LogitLens
 from ..loading import LoadedModel, PreparedBatch
-from .base import Method, MethodConfig
+from .base import Method, MethodConfig, register_method
 
 BASE_FILTER_VALUE = -1e-3  # transformers 4.55 _relative_top_filter
 
@@ -120,9 +120,8 @@ class DoLaStep:
         self.capture_layers = [j - 1 for j in self.candidates]  # hidden_states[j] = output of layer j-1
         self.lens = LogitLens(adapter, final_norm=config.final_norm)
         self.trace_enabled = trace
-        self.last_trace: list[dict[str, Any]] | None = None
 
-    def __call__(self, state: StepState) -> torch.Tensor:
+    def __call__(self, state: StepState) -> StepResult:
         cfg = self.config
         normed = [self.lens.normalize(state.hidden[layer]) for layer in self.capture_layers]
         final, *prem = state.readout(*normed)
@@ -137,17 +136,16 @@ class DoLaStep:
         keep = plausible_mask(final_lp, cfg.relative_top)
         base_lp = base.log_softmax(-1).masked_fill(~keep, BASE_FILTER_VALUE)
         scores = final_lp.masked_fill(~keep, float("-inf")) - cfg.alpha * base_lp
+        trace = None
         if self.trace_enabled:
-            self.last_trace = [
-                {"step": state.step, "premature_layer": self.candidates[int(i)]} for i in index
-            ]
-        return scores
+            trace = [{"step": state.step, "premature_layer": self.candidates[int(i)]} for i in index]
+        return StepResult(scores, trace)
 
 
+@register_method("dola")
 class DoLa(Method):
     """DoLa on the seesay engine (see the module docstring)."""
 
-    name: ClassVar[str] = "dola"
     writes_trace: ClassVar[bool] = True
     config_class: ClassVar[type[MethodConfig]] = DoLaConfig
 

@@ -30,12 +30,12 @@ import torch
 from transformers import LogitsProcessorList
 
 from ..contrast import SHIFT_METRICS, relative_top_filter
-from ..decoding import DecodeOutput, GenerationSettings, StepState
+from ..decoding import DecodeOutput, GenerationSettings, StepResult, StepState
 from ..errors import ConfigError
 from ..lens import LogitLens
 from ..loading import LoadedModel, PreparedBatch
 from ..tap import AttentionTap, LayerScores, keys_from_positions, positions_from_keys
-from .base import Method, MethodConfig
+from .base import Method, MethodConfig, register_method
 
 Contrast = Literal["dola", "logits", "literal", "residual", "none"]
 
@@ -173,7 +173,6 @@ class DualPDStep:
         self._image_weight = image_keys[:, None, :].float()
         self.lens = LogitLens(self.adapter, final_norm=config.final_norm)
         self.trace_enabled = trace
-        self.last_trace: list[dict[str, Any]] | None = None
         self._suppressed: dict[int, torch.Tensor] = {}
         # Candidate c is scored by the shift of the pair (c-1, c) ("later") or (c, c+1) ("earlier").
         self.pairs: tuple[tuple[int, int], ...] = ()
@@ -235,7 +234,7 @@ class DualPDStep:
         cands = torch.tensor(self.candidates, device=shift.device)
         return cands[shift.argmax(-1)], shift
 
-    def __call__(self, state: StepState) -> torch.Tensor:
+    def __call__(self, state: StepState) -> StepResult:
         basic, shift = None, None
         if self.config.contrast == "none":
             scores = state.logits
@@ -246,10 +245,9 @@ class DualPDStep:
             h_b = hidden[torch.arange(hidden.shape[0], device=hidden.device), index]
             final, early = state.readout(self.lens.normalize(h_b))  # one lm_head call for both
             scores = self.combine(final, early)
-        if self.trace_enabled:
-            self.last_trace = self._trace(state, basic, shift)
+        trace = self._trace(state, basic, shift) if self.trace_enabled else None
         self._suppressed = {}
-        return scores
+        return StepResult(scores, trace)
 
     def combine(self, final: torch.Tensor, early: torch.Tensor) -> torch.Tensor:
         cfg = self.config
@@ -279,10 +277,10 @@ class DualPDStep:
         return out
 
 
+@register_method("dualpd")
 class DualPD(Method):
     """DualPD on the seesay engine (see the module docstring for the math)."""
 
-    name: ClassVar[str] = "dualpd"
     writes_trace: ClassVar[bool] = True
     config_class: ClassVar[type[MethodConfig]] = DualPDConfig
 

@@ -23,10 +23,10 @@ from typing import Any, ClassVar
 import torch
 from transformers import LogitsProcessorList
 
-from ..decoding import DecodeOutput, GenerationSettings, StepState, cached_forward
+from ..decoding import DecodeOutput, GenerationSettings, StepResult, StepState, cached_forward
 from ..errors import ConfigError
 from ..loading import LoadedModel, PreparedBatch
-from .base import Method, MethodConfig
+from .base import Method, MethodConfig, register_method
 
 
 @dataclass(frozen=True)
@@ -131,9 +131,7 @@ class VCDStep:
         self.noisy_inputs["pixel_values"] = add_diffusion_noise(inputs["pixel_values"], config, rows)
         self.past = None
         self.positions: dict[str, Any] = {}
-        self.forward_passes = 0
         self.trace_enabled = trace
-        self.last_trace: list[dict[str, Any]] | None = None
 
     @torch.no_grad()
     def _branch_hidden(self, state: StepState) -> torch.Tensor:
@@ -149,27 +147,27 @@ class VCDStep:
                 **self.adapter.next_position_inputs(state.attention_mask, self.positions),
             }
         out, self.past = cached_forward(self.adapter, step_inputs, self.past)
-        self.forward_passes += 1
         return out.last_hidden_state[:, -1]
 
-    def __call__(self, state: StepState) -> torch.Tensor:
+    def __call__(self, state: StepState) -> StepResult:
         cfg = self.config
         clean, noisy = state.readout(self._branch_hidden(state))  # one lm_head call for both branches
         cutoff = math.log(cfg.beta) + clean.max(dim=-1, keepdim=True).values
         scores = ((1 + cfg.alpha) * clean - cfg.alpha * noisy).masked_fill(clean < cutoff, float("-inf"))
+        trace = None
         if self.trace_enabled:
             top_clean, top_noisy = clean.argmax(-1), noisy.argmax(-1)
-            self.last_trace = [
+            trace = [
                 {"step": state.step, "clean_top": int(a), "noisy_top": int(b)}
                 for a, b in zip(top_clean, top_noisy, strict=True)
             ]
-        return scores
+        return StepResult(scores, trace, passes=1)  # the noised branch's pass
 
 
+@register_method("vcd")
 class VCD(Method):
     """VCD on the seesay engine (see the module docstring)."""
 
-    name: ClassVar[str] = "vcd"
     writes_trace: ClassVar[bool] = True
     config_class: ClassVar[type[MethodConfig]] = VCDConfig
 

@@ -26,7 +26,7 @@ from ..errors import ConfigError
 from ..evidence import denoised_scores, evidence_map, highlight, input_highlight
 from ..loading import LoadedModel, PreparedBatch, build_inputs, load_model
 from ..presets import LAYER_PRESETS, preset_layers  # noqa: F401  (re-exported)
-from .base import Method, MethodConfig
+from .base import Method, MethodConfig, register_method
 
 # The reference's prompt table (ZhiningLiu1998/VEA), typographic quotes (U+201C / U+201D) included; the
 # VEA hint goes BEFORE "Question: {q}" and is the only difference from the QA prompt ("Inst" = VEA prompt
@@ -163,10 +163,10 @@ class EvidenceResult:
     retrieval_scores: np.ndarray | None = None  # Eq. 1 + Eq. 2 (denoised) scores: what retrieval is scored on
 
 
+@register_method("vea")
 class VEA(Method):
     """VEA on the seesay engine (see the module docstring)."""
 
-    name: ClassVar[str] = "vea"
     writes_trace: ClassVar[bool] = True
     config_class: ClassVar[type[MethodConfig]] = VEAConfig
 
@@ -174,8 +174,7 @@ class VEA(Method):
         self, config: VEAConfig | None = None, trace: bool = False, delegate: LoadedModel | None = None
     ):
         super().__init__(config, trace)
-        self._delegate = delegate
-        self.last_maps: list[list[EvidenceResult]] = []
+        self._delegate = delegate  # the delegate attribution model, loaded once (not per-call state)
 
     def attribution_model(self, loaded: LoadedModel) -> LoadedModel:
         cfg: VEAConfig = self.config  # type: ignore[assignment]
@@ -224,7 +223,6 @@ class VEA(Method):
         if not batch.questions:
             raise ConfigError("vea needs the questions of the batch (build it with seesay.build_inputs)")
         maps = self.evidence(loaded, batch.images, batch.questions)
-        self.last_maps = maps
         if cfg.save_maps:
             self._save(maps, batch.images, Path(cfg.save_maps))
         prompt = {"vea": vea_prompt, "qa": qa_prompt, "question": lambda q: q}[cfg.prompt]
@@ -232,6 +230,7 @@ class VEA(Method):
         answer_batch = build_inputs(loaded, images, [prompt(q) for q in batch.questions])
         out = self.run_engine(loaded, answer_batch.inputs, settings, logits_processor)
         out.forward_passes += 1  # the attribution pass
+        out.evidence = maps  # each sample's maps (seesay eval scores and stores them)
         if self.trace:
             info = [
                 {"step": 0, "layers": list(sample[0].layers), "evidence_peak_xy": _peak(sample[0].emap)}

@@ -1,5 +1,5 @@
 """Imports every task module of this package once, so that each registers itself: adding a benchmark is
-adding one file here that calls ``register(Task(...))``."""
+adding one file here that calls ``register_task(Task(...))``."""
 
 import importlib
 import pkgutil

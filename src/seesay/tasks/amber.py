@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..metrics.yesno import AMBER_MODES, amber_metrics, amber_scores
-from .base import Sample, Task, read_json, register, require
+from .base import Sample, Task, read_json, register_task, require
 
 
 def _annotations(path: Path) -> Path:
@@ -62,7 +62,7 @@ def score(prediction: str, sample: Sample, mode: str) -> dict[str, float]:
     return amber_scores(prediction, sample.answers[0], sample.meta["type"], mode)
 
 
-register(
+register_task(
     Task(
         "amber",
         load,

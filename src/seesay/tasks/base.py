@@ -16,6 +16,7 @@ from typing import Any
 from PIL import Image
 
 from ..errors import DataError
+from ..registry import Registry
 
 SHORT_ANSWER = "\nAnswer the question using a single word or phrase."
 
@@ -66,12 +67,15 @@ class Task:
         return sample.question + (self.prompt_suffix if suffix is None else suffix)
 
 
-TASKS: dict[str, Task] = {}
+TASKS: Registry[Task] = Registry("benchmark")
 
 
-def register(task: Task) -> Task:
-    TASKS[task.name] = task
-    return task
+def register_task(task: Task) -> Task:
+    """Add a benchmark under its name (a name registered twice is an error)."""
+    return TASKS.add(task.name, task)
+
+
+register = register_task  # the name task files used before the registries shared one style
 
 
 def get_task(name: str) -> Task:

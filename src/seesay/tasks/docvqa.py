@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..metrics.vqa import anls
-from .base import Sample, Task, answer_strings, read_json, register, require, samples_from_parquet
+from .base import Sample, Task, answer_strings, read_json, register_task, require, samples_from_parquet
 
 
 def load(path: Path, image_root: Path | None) -> list[Sample]:
@@ -32,4 +32,4 @@ def score(prediction: str, sample: Sample, mode: str) -> dict[str, float]:
     return {"anls": anls(prediction, sample.answers, mode=mode)}  # type: ignore[arg-type]
 
 
-register(Task("docvqa", load, score, "anls", max_new_tokens=32, description="DocVQA (ANLS)"))
+register_task(Task("docvqa", load, score, "anls", max_new_tokens=32, description="DocVQA (ANLS)"))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..metrics.vqa import gqa_exact_match
-from .base import Sample, Task, read_json, register, require, samples_from_parquet
+from .base import Sample, Task, read_json, register_task, require, samples_from_parquet
 
 
 def load(path: Path, image_root: Path | None) -> list[Sample]:
@@ -36,7 +36,7 @@ def score(prediction: str, sample: Sample, mode: str) -> dict[str, float]:
     return {"exact_match": gqa_exact_match(prediction, sample.answers[0], mode)}  # type: ignore[arg-type]
 
 
-register(
+register_task(
     Task(
         "gqa",
         load,

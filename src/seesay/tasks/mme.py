@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..metrics.yesno import MME_MODES, mme_answer, mme_metrics
-from .base import Sample, Task, read_parquet, register
+from .base import Sample, Task, read_parquet, register_task
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".JPG", ".PNG")
 
@@ -95,7 +95,7 @@ def score(prediction: str, sample: Sample, mode: str) -> dict[str, float]:
     return {"accuracy": float(mme_answer(prediction, mode) == sample.answers[0])}
 
 
-register(
+register_task(
     Task(
         "mme",
         load,

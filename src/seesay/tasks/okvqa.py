@@ -4,7 +4,7 @@ lmms-eval also lowercases and drops "," and "?"."""
 from __future__ import annotations
 
 from ..metrics.vqa import vqa_accuracy
-from .base import Sample, Task, register
+from .base import Sample, Task, register_task
 from .vqav2 import load_vqa_format
 
 
@@ -14,7 +14,7 @@ def score(prediction: str, sample: Sample, mode: str) -> dict[str, float]:
     }  # type: ignore[arg-type]
 
 
-register(
+register_task(
     Task(
         "okvqa",
         load_vqa_format,

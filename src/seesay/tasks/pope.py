@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..metrics.yesno import MODES, pope_metrics, yes_no_scores
-from .base import Sample, Task, read_rows, register, require, samples_from_parquet
+from .base import Sample, Task, read_rows, register_task, require, samples_from_parquet
 
 
 def _label(value: object, path: Path, index: int | str) -> str:
@@ -54,7 +54,7 @@ def score(prediction: str, sample: Sample, mode: str) -> dict[str, float]:
     return yes_no_scores(prediction, sample.answers[0], mode)
 
 
-register(
+register_task(
     Task(
         "pope",
         load,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..metrics.vqa import vqa_accuracy
-from .base import Sample, Task, answer_strings, read_json, register, require, samples_from_parquet
+from .base import Sample, Task, answer_strings, read_json, register_task, require, samples_from_parquet
 
 
 def load(path: Path, image_root: Path | None) -> list[Sample]:
@@ -34,7 +34,7 @@ def score(prediction: str, sample: Sample, mode: str) -> dict[str, float]:
     }  # type: ignore[arg-type]
 
 
-register(
+register_task(
     Task(
         "textvqa",
         load,

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..data.visual_cot import load_visual_cot
 from ..metrics.vea_qa import vea_scores
 from ..metrics.vqa import exact_match, token_f1
-from .base import Sample, Task, register
+from .base import Sample, Task, register_task
 
 
 def load(path: Path, image_root: Path | None) -> list[Sample]:
@@ -35,7 +35,7 @@ def score(prediction: str, sample: Sample, mode: str) -> dict[str, float]:
     }
 
 
-register(
+register_task(
     Task(
         "visual_cot",
         load,

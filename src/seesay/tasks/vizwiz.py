@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..metrics.vqa import vizwiz_accuracy
-from .base import Sample, Task, answer_strings, read_json, register, require, samples_from_parquet
+from .base import Sample, Task, answer_strings, read_json, register_task, require, samples_from_parquet
 
 SUFFIX = (
     "\nWhen the provided information is insufficient, respond with 'Unanswerable'."
@@ -38,6 +38,6 @@ def score(prediction: str, sample: Sample, mode: str) -> dict[str, float]:
     return {"vqa_accuracy": vizwiz_accuracy(prediction, sample.answers, mode)}  # type: ignore[arg-type]
 
 
-register(
+register_task(
     Task("vizwiz", load, score, "vqa_accuracy", prompt_suffix=SUFFIX, description="VizWiz (VQA accuracy)")
 )

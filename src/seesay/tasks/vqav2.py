@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..metrics.vqa import vqa_accuracy
-from .base import Sample, Task, answer_strings, read_json, register, require, samples_from_parquet
+from .base import Sample, Task, answer_strings, read_json, register_task, require, samples_from_parquet
 
 
 def find_annotations(questions: Path) -> Path:
@@ -59,7 +59,7 @@ def score(prediction: str, sample: Sample, mode: str) -> dict[str, float]:
     return {"vqa_accuracy": vqa_accuracy(prediction, sample.answers, mode)}  # type: ignore[arg-type]
 
 
-register(
+register_task(
     Task(
         "vqav2",
         load_vqa_format,

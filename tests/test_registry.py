@@ -1,0 +1,85 @@
+"""One registry style: methods, benchmarks and adapters by name; a name registered twice is an error;
+the command line's method list and option keys come from the registry; hooks return StepResult."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from seesay.adapters import ADAPTERS
+from seesay.adapters.base import ADAPTER_REGISTRY, ModelAdapter, register_adapter
+from seesay.errors import ConfigError
+from seesay.methods import METHODS, Method, get_method, register_method
+from seesay.registry import Registry
+from seesay.tasks import TASKS, Task, get_task, register_task
+
+
+def test_registry_refuses_a_name_twice():
+    reg: Registry[int] = Registry("thing")
+    reg.add("a", 1)
+    with pytest.raises(ValueError, match="thing 'a' is registered twice"):
+        reg.add("a", 2)
+    with pytest.raises(ValueError, match="needs a non-empty name"):
+        reg.add("", 3)
+    assert dict(reg) == {"a": 1}
+
+
+def test_methods_tasks_and_adapters_share_it():
+    assert set(METHODS) == {"base", "dola", "dualpd", "vcd", "vea"}
+    assert all(cls.name == name for name, cls in METHODS.items())
+    with pytest.raises(ValueError, match="method 'dualpd' is registered twice"):
+
+        @register_method("dualpd")
+        class Again(Method):
+            pass
+
+    assert METHODS["dualpd"].__name__ == "DualPD"
+    get_task("pope")  # the task files register on first use
+    with pytest.raises(ValueError, match="benchmark 'pope' is registered twice"):
+        register_task(dataclasses.replace(TASKS["pope"]))
+    assert isinstance(TASKS["pope"], Task)
+    with pytest.raises(ValueError, match="model adapter 'llava' is registered twice"):
+
+        @register_adapter("llava")
+        class Other(ModelAdapter):
+            pass
+
+    assert tuple(ADAPTER_REGISTRY.values()) == ADAPTERS and len(ADAPTERS) == 6
+    assert [a.family for a in ADAPTERS] == list(ADAPTER_REGISTRY)
+    with pytest.raises(ConfigError, match="unknown method 'nope'; available: base, dola, dualpd, vcd, vea"):
+        get_method("nope")
+
+
+def test_cli_help_comes_from_the_registry():
+    from seesay import cli
+
+    for name, cls in METHODS.items():
+        assert name in cli.METHOD_HELP
+        fields = [f.name for f in dataclasses.fields(cls.config_class)]
+        assert f"{name} ({', '.join(fields)})" in cli.KEYS_HELP or (
+            not fields and f"{name} (no options)" in cli.KEYS_HELP
+        )
+
+
+def test_hooks_return_a_step_result():
+    """The engine reads a hook's trace and extra passes from what it returns, not from attributes."""
+    import torch
+
+    from seesay.decoding import GenerationSettings, StepResult, decode
+    from seesay.loading import build_inputs
+    from tests.conftest import QUESTIONS, images, loaded_tiny
+
+    loaded = loaded_tiny("llava")
+    batch = build_inputs(loaded, images(2), QUESTIONS[:2])
+
+    def hook(state):
+        return StepResult(state.logits, trace=[{"step": state.step}] * 2, passes=2)
+
+    settings = GenerationSettings(max_new_tokens=3)
+    out = decode(loaded.model, batch.inputs, adapter=loaded.adapter, settings=settings, hook=hook)
+    plain = decode(loaded.model, batch.inputs, adapter=loaded.adapter, settings=settings)
+    steps = out.new_tokens.shape[1]
+    assert torch.equal(out.sequences, plain.sequences)
+    assert out.forward_passes == plain.forward_passes + 2 * steps
+    assert [t[0]["step"] for t in out.trace] == list(range(steps)) and plain.trace == []
