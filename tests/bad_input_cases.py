@@ -79,6 +79,25 @@ def _stale(tmp: Path, model: Path) -> list[str]:
     return _eval(tmp, model, "--limit", "2")
 
 
+def _retrained(tmp: Path, model: Path) -> list[str]:
+    """A run into --out, then the model folder's weights change (retrained, saved to the same path)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from seesay.cli import main
+
+    copy = tmp / "model"
+    shutil.copytree(model, copy)
+    assert main(_eval(tmp, copy, "--limit", "3")) == 0
+    weights = copy / "model.safetensors"
+    tensors = load_file(weights)
+    name = sorted(tensors)[0]
+    tensors[name] = tensors[name] + 1.0
+    save_file(tensors, weights, metadata={"format": "pt"})
+    return _eval(tmp, copy, "--limit", "3")
+
+
 _HELD: list = []  # locks this test process holds, as another run would
 
 
@@ -183,6 +202,11 @@ CASES: list[Case] = [
         "rerun into `--out` with another `--limit`",
         _stale,
         "holds another run's results (textvqa samples: '3 samples, sha256",
+    ),
+    Case(
+        "rerun into `--out` after the model folder was retrained",
+        _retrained,
+        "holds another run's results (weights: ",
     ),
     Case("predictions in `--out` without a manifest", _no_manifest, "holds predictions but no manifest.json"),
     Case("`--out` locked by a running seesay", _locked, "is in use by another seesay run (pid"),

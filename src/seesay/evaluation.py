@@ -161,6 +161,7 @@ def fingerprint(path: Path, chunk: int = 64 << 20) -> str:
 
 MODEL_KEYS = [
     "model",
+    "weights",
     "revision",
     "dtype",
     "max_pixels",
@@ -219,6 +220,7 @@ def manifest(
         "model": str(Path(loaded.name).resolve()) if Path(loaded.name).exists() else loaded.name,
         "family": loaded.family,
         "revision": loaded.info.get("revision"),
+        "weights": loaded.info.get("weights"),  # local folders: a retrained model at the same path differs
         "dtype": str(getattr(loaded.model, "dtype", "")),
         "max_pixels": loaded.info.get("max_pixels"),
         "world_size": dist.world,

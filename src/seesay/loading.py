@@ -229,8 +229,30 @@ def load_model(
     info: dict[str, Any] = {"revision": revision, "dtype": str(model.dtype)}
     if Path(source).is_dir():
         info.update(model_settings(Path(source)))
+        info["weights"] = weights_fingerprint(Path(source))
     loaded = LoadedModel(model, processor, get_adapter(model, processor), name=name, info=info)
     return apply_max_pixels(loaded, max_pixels)
+
+
+def weights_fingerprint(folder: Path, edge: int = 1 << 20) -> str:
+    """What identifies a local model folder's weights, cheaply: sha256 over config.json and each weight
+    file's name, size, first and last MiB (a retrained model saved to the same path gets a new one, so a
+    resumed eval run cannot mix its answers with the old model's)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    config = folder / "config.json"
+    if config.exists():
+        digest.update(config.read_bytes())
+    for weights in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
+        size = weights.stat().st_size
+        digest.update(f"{weights.name}:{size}".encode())
+        with weights.open("rb") as f:
+            digest.update(f.read(edge))
+            if size > edge:
+                f.seek(max(edge, size - edge))
+                digest.update(f.read(edge))
+    return digest.hexdigest()[:16]
 
 
 QWEN_FAMILIES = ("qwen2_vl", "qwen2_5_vl")
