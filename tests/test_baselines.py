@@ -131,7 +131,7 @@ def test_vcd_scores_follow_the_formula():
     original = step.__call__
 
     def spy(state):
-        scores = original(state)
+        scores = original(state).scores
         seen["scores"], seen["clean"] = scores, state.logits
         return scores
 
@@ -256,7 +256,7 @@ def test_vcd_cached_noisy_steps_equal_a_direct_recomputation():
     seen: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def spy(state):
-        scores = step(state)
+        scores = step(state).scores
         seen.append((scores, state.logits))
         return scores
 

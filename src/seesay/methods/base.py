@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from transformers import LogitsProcessorList
 
-from ..decoding import DecodeOutput, GenerationSettings, decode
+from ..decoding import DecodeOutput, GenerationSettings, StepHook, decode
 from ..errors import ConfigError
 from ..loading import LoadedModel, PreparedBatch
 from ..registry import Registry
+from ..tap import AttentionTap
 
 METHODS: Registry[type[Method]] = Registry("method")
 register_method = METHODS.register  # @register_method("name") on a Method subclass
@@ -46,6 +48,11 @@ class Method:
             raise ConfigError(f"method {cls.name!r} has no option(s) {', '.join(unknown)}; options: {known}")
         return cls(cls.config_class(**overrides))
 
+    def plan(self, loaded: LoadedModel, batch: PreparedBatch) -> EnginePlan:
+        """What this method asks of the engine for ``batch``: its per-step hook, its tap, the hidden
+        layers it reads (and, for two-phase methods, other inputs, passes already run, evidence)."""
+        return EnginePlan()
+
     def generate(
         self,
         loaded: LoadedModel,
@@ -53,25 +60,43 @@ class Method:
         settings: GenerationSettings,
         logits_processor: LogitsProcessorList | None = None,
     ) -> DecodeOutput:
-        raise NotImplementedError
-
-    @staticmethod
-    def run_engine(
-        loaded: LoadedModel,
-        inputs: dict,
-        settings: GenerationSettings,
-        logits_processor: LogitsProcessorList | None = None,
-        **engine: Any,
-    ) -> DecodeOutput:
-        """The decode loop on ``loaded`` with a method's hook / tap / hidden layers (``engine``)."""
-        return decode(
+        """The engine's decode loop with what :meth:`plan` declares (the one ``generate`` of every
+        method)."""
+        plan = self.plan(loaded, batch)
+        out = decode(
             loaded.model,
-            inputs,
+            plan.inputs if plan.inputs is not None else batch.inputs,
             adapter=loaded.adapter,
             settings=settings,
+            hook=plan.hook,
+            tap=plan.tap,
+            hidden_layers=plan.hidden_layers,
             logits_processor=logits_processor,
-            **engine,
         )
+        out.forward_passes += plan.passes_before
+        if plan.evidence is not None:
+            out.evidence = plan.evidence
+        return plan.finish(out) if plan.finish is not None else out
+
+
+@dataclass
+class EnginePlan:
+    """A method's request to the engine for one batch (see :meth:`Method.plan`).
+
+    ``hook``: per-step scores (a :class:`~seesay.decoding.StepHook`); ``tap``: the attention tap (rows,
+    records, score norms, head scales, score edits); ``hidden_layers``: decoder layers whose last-position
+    hidden state the hook reads; ``inputs``: inputs to decode instead of the batch's (VEA's highlighted
+    images); ``passes_before``: forward passes the method ran before decoding; ``evidence``: per-sample
+    evidence to return; ``finish``: a last look at the output (e.g. a trace of the whole answer).
+    """
+
+    hook: StepHook | None = None
+    tap: AttentionTap | None = None
+    hidden_layers: tuple[int, ...] = ()
+    inputs: dict | None = None
+    passes_before: int = 0
+    evidence: list | None = None
+    finish: Callable[[DecodeOutput], DecodeOutput] | None = None
 
 
 @dataclass(frozen=True)
@@ -81,20 +106,7 @@ class BaseConfig(MethodConfig):
 
 @register_method("base")
 class BaseMethod(Method):
-    """Plain decoding through the engine's loop, token for token what ``generate()`` gives."""
+    """Plain decoding through the engine's loop, token for token what ``generate()`` gives (no hook, no
+    tap: the default :class:`EnginePlan`)."""
 
     config_class: ClassVar[type[MethodConfig]] = BaseConfig
-
-    def generate(
-        self,
-        loaded: LoadedModel,
-        batch: PreparedBatch,
-        settings: GenerationSettings,
-        logits_processor: LogitsProcessorList | None = None,
-    ) -> DecodeOutput:
-        return self.run_engine(
-            loaded,
-            batch.inputs,
-            settings=settings,
-            logits_processor=logits_processor,
-        )

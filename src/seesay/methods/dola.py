@@ -19,14 +19,13 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import torch
-from transformers import LogitsProcessorList
 
 from ..contrast import plausible_mask
-from ..decoding import DecodeOutput, GenerationSettings, StepResult, StepState
+from ..decoding import StepResult, StepState
 from ..errors import ConfigError
 from ..lens import LogitLens
 from ..loading import LoadedModel, PreparedBatch
-from .base import Method, MethodConfig, register_method
+from .base import EnginePlan, Method, MethodConfig, register_method
 
 BASE_FILTER_VALUE = -1e-3  # transformers 4.55 _relative_top_filter
 
@@ -149,19 +148,6 @@ class DoLa(Method):
     writes_trace: ClassVar[bool] = True
     config_class: ClassVar[type[MethodConfig]] = DoLaConfig
 
-    def generate(
-        self,
-        loaded: LoadedModel,
-        batch: PreparedBatch,
-        settings: GenerationSettings,
-        logits_processor: LogitsProcessorList | None = None,
-    ) -> DecodeOutput:
+    def plan(self, loaded: LoadedModel, batch: PreparedBatch) -> EnginePlan:
         step = DoLaStep(self.config, loaded, trace=self.trace)  # type: ignore[arg-type]
-        return self.run_engine(
-            loaded,
-            batch.inputs,
-            settings=settings,
-            hook=step,
-            hidden_layers=step.capture_layers,
-            logits_processor=logits_processor,
-        )
+        return EnginePlan(hook=step, hidden_layers=tuple(step.capture_layers))

@@ -27,15 +27,14 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
-from transformers import LogitsProcessorList
 
 from ..contrast import SHIFT_METRICS, relative_top_filter
-from ..decoding import DecodeOutput, GenerationSettings, StepResult, StepState
+from ..decoding import StepResult, StepState
 from ..errors import ConfigError
 from ..lens import LogitLens
 from ..loading import LoadedModel, PreparedBatch
 from ..tap import AttentionTap, LayerScores, keys_from_positions, positions_from_keys
-from .base import Method, MethodConfig, register_method
+from .base import EnginePlan, Method, MethodConfig, register_method
 
 Contrast = Literal["dola", "logits", "literal", "residual", "none"]
 
@@ -288,23 +287,12 @@ class DualPD(Method):
         image_keys = loaded.adapter.image_mask(batch.inputs["input_ids"])
         return DualPDStep(self.config, loaded, image_keys, trace=self.trace)
 
-    def generate(
-        self,
-        loaded: LoadedModel,
-        batch: PreparedBatch,
-        settings: GenerationSettings,
-        logits_processor: LogitsProcessorList | None = None,
-    ) -> DecodeOutput:
+    def plan(self, loaded: LoadedModel, batch: PreparedBatch) -> EnginePlan:
         cfg: DualPDConfig = self.config  # type: ignore[assignment]
         step = self.step_for(loaded, batch)
         needs_tap = bool(step.shift_layers) or cfg.filtering
         if not needs_tap and cfg.contrast == "none":
-            return self.run_engine(
-                loaded,
-                batch.inputs,
-                settings=settings,
-                logits_processor=logits_processor,
-            )
+            return EnginePlan()  # nothing to read or change: plain decoding
         tap = None
         if needs_tap:
             tap = AttentionTap(
@@ -316,13 +304,5 @@ class DualPD(Method):
                 target=cfg.decay_target,
                 scale_rows="all" if cfg.filter_rows == "prompt" else "last",
             )
-        hidden = step.candidates if cfg.contrast != "none" else ()
-        return self.run_engine(
-            loaded,
-            batch.inputs,
-            settings=settings,
-            hook=step,
-            tap=tap,
-            hidden_layers=hidden,
-            logits_processor=logits_processor,
-        )
+        hidden = tuple(step.candidates) if cfg.contrast != "none" else ()
+        return EnginePlan(hook=step, tap=tap, hidden_layers=hidden)

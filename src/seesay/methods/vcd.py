@@ -21,12 +21,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-from transformers import LogitsProcessorList
 
-from ..decoding import DecodeOutput, GenerationSettings, StepResult, StepState, cached_forward
+from ..decoding import StepResult, StepState, cached_forward
 from ..errors import ConfigError
 from ..loading import LoadedModel, PreparedBatch
-from .base import Method, MethodConfig, register_method
+from .base import EnginePlan, Method, MethodConfig, register_method
 
 
 @dataclass(frozen=True)
@@ -171,20 +170,7 @@ class VCD(Method):
     writes_trace: ClassVar[bool] = True
     config_class: ClassVar[type[MethodConfig]] = VCDConfig
 
-    def generate(
-        self,
-        loaded: LoadedModel,
-        batch: PreparedBatch,
-        settings: GenerationSettings,
-        logits_processor: LogitsProcessorList | None = None,
-    ) -> DecodeOutput:
+    def plan(self, loaded: LoadedModel, batch: PreparedBatch) -> EnginePlan:
         if "pixel_values" not in batch.inputs:
             raise ConfigError("vcd needs pixel_values in the inputs (an image to noise)")
-        step = VCDStep(self.config, loaded, batch.inputs, trace=self.trace)  # type: ignore[arg-type]
-        return self.run_engine(
-            loaded,
-            batch.inputs,
-            settings=settings,
-            hook=step,
-            logits_processor=logits_processor,
-        )
+        return EnginePlan(hook=VCDStep(self.config, loaded, batch.inputs, trace=self.trace))  # type: ignore[arg-type]

@@ -17,16 +17,15 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 from PIL import Image
-from transformers import LogitsProcessorList
 
 from ..adapters.base import ImageLayout
 from ..attribution import attention_rows
-from ..decoding import DecodeOutput, GenerationSettings
+from ..decoding import DecodeOutput
 from ..errors import ConfigError
 from ..evidence import denoised_scores, evidence_map, highlight, input_highlight
 from ..loading import LoadedModel, PreparedBatch, build_inputs, load_model
 from ..presets import LAYER_PRESETS, preset_layers  # noqa: F401  (re-exported)
-from .base import Method, MethodConfig, register_method
+from .base import EnginePlan, Method, MethodConfig, register_method
 
 # The reference's prompt table (ZhiningLiu1998/VEA), typographic quotes (U+201C / U+201D) included; the
 # VEA hint goes BEFORE "Question: {q}" and is the only difference from the QA prompt ("Inst" = VEA prompt
@@ -212,13 +211,9 @@ class VEA(Method):
             results.append(sample)
         return results
 
-    def generate(
-        self,
-        loaded: LoadedModel,
-        batch: PreparedBatch,
-        settings: GenerationSettings,
-        logits_processor: LogitsProcessorList | None = None,
-    ) -> DecodeOutput:
+    def plan(self, loaded: LoadedModel, batch: PreparedBatch) -> EnginePlan:
+        """The attribution pass and the highlight happen here; decoding then answers from the
+        highlighted images with the method's prompt."""
         cfg: VEAConfig = self.config  # type: ignore[assignment]
         if not batch.questions:
             raise ConfigError("vea needs the questions of the batch (build it with seesay.build_inputs)")
@@ -228,16 +223,18 @@ class VEA(Method):
         prompt = {"vea": vea_prompt, "qa": qa_prompt, "question": lambda q: q}[cfg.prompt]
         images = [[m.highlighted for m in sample] for sample in maps] if cfg.highlight else list(batch.images)
         answer_batch = build_inputs(loaded, images, [prompt(q) for q in batch.questions])
-        out = self.run_engine(loaded, answer_batch.inputs, settings, logits_processor)
-        out.forward_passes += 1  # the attribution pass
-        out.evidence = maps  # each sample's maps (seesay eval scores and stores them)
-        if self.trace:
-            info = [
-                {"step": 0, "layers": list(sample[0].layers), "evidence_peak_xy": _peak(sample[0].emap)}
-                for sample in maps
-            ]
-            out.trace = [info] + [[{"step": t}] * len(maps) for t in range(1, out.new_tokens.shape[1])]
-        return out
+
+        def finish(out: DecodeOutput) -> DecodeOutput:
+            if self.trace:
+                info = [
+                    {"step": 0, "layers": list(sample[0].layers), "evidence_peak_xy": _peak(sample[0].emap)}
+                    for sample in maps
+                ]
+                out.trace = [info] + [[{"step": t}] * len(maps) for t in range(1, out.new_tokens.shape[1])]
+            return out
+
+        # passes_before: the attribution pass; evidence: each sample's maps (seesay eval scores them)
+        return EnginePlan(inputs=answer_batch.inputs, passes_before=1, evidence=maps, finish=finish)
 
     @staticmethod
     def _save(maps: list[list[EvidenceResult]], images: list[list[Image.Image]], folder: Path) -> None:
