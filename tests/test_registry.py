@@ -83,3 +83,29 @@ def test_hooks_return_a_step_result():
     assert torch.equal(out.sequences, plain.sequences)
     assert out.forward_passes == plain.forward_passes + 2 * steps
     assert [t[0]["step"] for t in out.trace] == list(range(steps)) and plain.trace == []
+
+
+def test_tiny_random_is_served_by_the_test_kit_through_an_entry_point():
+    """loading does not import the test kit: ``tiny-random:FAMILY`` comes from the entry-point group
+    ``seesay.model_sources`` (pyproject), which the test kit fills."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, seesay, seesay.loading, seesay.cli\n"
+        "assert not [m for m in sys.modules if m.startswith('seesay.testing')], 'test kit imported'\n"
+        "m = seesay.load_model('tiny-random:gemma3')\n"
+        "assert m.info['random_weights'] and m.family == 'gemma3'\n"
+        "assert 'seesay.testing.tiny' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    from seesay.loading import MODEL_SOURCES, model_source
+
+    assert model_source("C:\\\\models\\\\llava") is None and model_source("org/model") is None
+    assert model_source("tiny-random:llava")[1] == "llava" and "tiny-random" in MODEL_SOURCES
+
+
+def test_the_test_kit_builds_every_registered_family():
+    from seesay.testing.tiny import FAMILIES
+
+    assert list(FAMILIES) == [a.family for a in ADAPTERS]  # the CLI's --model help lists the adapters'

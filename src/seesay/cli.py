@@ -44,11 +44,12 @@ def _methods_help() -> str:
 
 
 def _model_help() -> str:
-    from .testing.tiny import FAMILIES
+    from .adapters import ADAPTERS
 
+    families = [a.family for a in ADAPTERS]  # the test kit builds one tiny model per supported family
     return (
         "Model path or hub id (default: the bundled demo model); tiny-random:FAMILY builds a random "
-        f"tiny model offline, FAMILY one of {', '.join(FAMILIES)}."
+        f"tiny model offline, FAMILY one of {', '.join(families)}."
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,8 +28,9 @@ from .errors import (
     SeesayError,
     UnsupportedModelError,
 )
+from .registry import Registry
 
-TINY_RANDOM_PREFIX = "tiny-random:"
+MODEL_SOURCES_GROUP = "seesay.model_sources"  # entry points: NAME = "module:loader" serves NAME:SPEC
 
 ImageLike = Image.Image | str | os.PathLike
 
@@ -170,22 +171,10 @@ def load_model(
     model; None keeps the processor's own. Returns model (eval mode, sdpa attention), processor, adapter.
     """
     name = str(name_or_path)
-    if name.startswith(TINY_RANDOM_PREFIX):
-        from .testing.tiny import FAMILIES, build_tiny_vlm
-
-        family = name[len(TINY_RANDOM_PREFIX) :]
-        if family not in FAMILIES:
-            raise ModelLoadError(f"unknown tiny-random family {family!r}; choose from {', '.join(FAMILIES)}")
-        tiny = build_tiny_vlm(family)
-        model = tiny.model if device is None else tiny.model.to(device)
-        loaded = LoadedModel(
-            model,
-            tiny.processor,
-            get_adapter(model, tiny.processor),
-            name=name,
-            info={"random_weights": True},
-        )
-        return apply_max_pixels(loaded, max_pixels)
+    source = model_source(name)
+    if source is not None:  # NAME:SPEC served by a registered source (the test kit's tiny-random:FAMILY)
+        loader, spec = source
+        return apply_max_pixels(loader(spec, device=device, name=name), max_pixels)
 
     path = Path(name).expanduser()
     if _looks_like_path(name) and not path.exists():
@@ -232,6 +221,34 @@ def load_model(
         info["weights"] = weights_fingerprint(Path(source))
     loaded = LoadedModel(model, processor, get_adapter(model, processor), name=name, info=info)
     return apply_max_pixels(loaded, max_pixels)
+
+
+MODEL_SOURCES: Registry[Callable[..., LoadedModel]] = Registry("model source")
+_ENTRY_POINTS_READ = False
+
+
+def register_model_source(prefix: str):
+    """``@register_model_source("name")`` on ``loader(spec, *, device, name) -> LoadedModel``: then
+    ``load_model("name:spec")`` calls it. Packages register theirs with the entry-point group
+    ``seesay.model_sources`` (read on first use); seesay's own test kit serves ``tiny-random:FAMILY``."""
+    return MODEL_SOURCES.register(prefix)
+
+
+def model_source(name: str) -> tuple[Callable[..., LoadedModel], str] | None:
+    """The registered loader for ``NAME:SPEC`` and its spec, or None (a path or hub id)."""
+    global _ENTRY_POINTS_READ
+    prefix, sep, spec = name.partition(":")
+    if not sep or len(prefix) < 2 or "/" in prefix or "\\" in prefix:  # not C:\..., not a path
+        return None
+    if not _ENTRY_POINTS_READ:
+        from importlib.metadata import entry_points
+
+        _ENTRY_POINTS_READ = True
+        for point in entry_points(group=MODEL_SOURCES_GROUP):
+            if point.name not in MODEL_SOURCES:
+                MODEL_SOURCES.add(point.name, point.load())
+    loader = MODEL_SOURCES.get(prefix)
+    return (loader, spec) if loader is not None else None
 
 
 def weights_fingerprint(folder: Path, edge: int = 1 << 20) -> str:

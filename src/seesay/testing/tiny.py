@@ -571,3 +571,23 @@ _BUILDERS: dict[str, Callable[[PreTrainedTokenizerFast, int], _Built]] = {
     "gemma3": _build_gemma3,
     "internvl": _build_internvl,
 }
+
+
+def load_tiny_random(family: str, *, device: str | None = None, name: str | None = None):
+    """The model source behind ``load_model("tiny-random:FAMILY")`` (entry point
+    ``seesay.model_sources``): the seeded random tiny model of ``family``, as a LoadedModel."""
+    from seesay.adapters import get_adapter
+    from seesay.errors import ModelLoadError
+    from seesay.loading import LoadedModel
+
+    if family not in FAMILIES:
+        raise ModelLoadError(f"unknown tiny-random family {family!r}; choose from {', '.join(FAMILIES)}")
+    tiny = build_tiny_vlm(family)
+    model = tiny.model if device is None else tiny.model.to(device)
+    return LoadedModel(
+        model,
+        tiny.processor,
+        get_adapter(model, tiny.processor),
+        name=name or f"tiny-random:{family}",
+        info={"random_weights": True},
+    )
