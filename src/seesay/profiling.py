@@ -24,6 +24,7 @@ from .errors import DataError
 from .evidence import box_labels
 from .loading import LoadedModel, build_inputs
 from .metrics.retrieval import auprc, auroc, ndcg
+from .prompts import qa_prompt
 
 SEGMENTS = ("image", "question", "evidence", "non_evidence")
 
@@ -77,7 +78,6 @@ def profile_layers(
     progress: Callable[[int], None] | None = None,
 ) -> LayerProfile:
     """Profile ``loaded`` on up to ``n`` records; see the module docstring."""
-    from .methods.vea import qa_prompt
 
     records = list(records)[:n] if n else list(records)
     num_layers = loaded.adapter.num_layers

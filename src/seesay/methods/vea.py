@@ -25,32 +25,11 @@ from ..errors import ConfigError
 from ..evidence import denoised_scores, evidence_map, highlight, input_highlight
 from ..loading import LoadedModel, PreparedBatch, build_inputs, load_model
 from ..presets import LAYER_PRESETS, preset_layers  # noqa: F401  (re-exported)
+from ..profiling import LayerProfile
+from ..prompts import OPENING, QA_PROMPT, VEA_HINT, VEA_PROMPT, qa_prompt, vea_prompt  # noqa: F401
 from .base import EnginePlan, Method, MethodConfig, register_method
 
-# The reference's prompt table (ZhiningLiu1998/VEA), typographic quotes (U+201C / U+201D) included; the
-# VEA hint goes BEFORE "Question: {q}" and is the only difference from the QA prompt ("Inst" = VEA prompt
-# on the plain image).
-OPENING = (
-    "Directly answer the question based on the image, no explanation is needed. "
-    "If the image does not contain any relevant evidence, output \u201cI cannot answer based on the given "
-    "image.\u201d"
-)
-VEA_HINT = (
-    "Only use words from the picture, especially those in the highlighted region, to answer the question."
-)
-QA_PROMPT = OPENING + " Question: {question}"
-VEA_PROMPT = OPENING + " " + VEA_HINT + " Question: {question}"
-
-
 LayerSet = Literal["auto", "profiled", "all", "first_half", "second_half"]
-
-
-def qa_prompt(question: str) -> str:
-    return QA_PROMPT.format(question=question)
-
-
-def vea_prompt(question: str) -> str:
-    return VEA_PROMPT.format(question=question)
 
 
 @dataclass(frozen=True)
@@ -123,8 +102,6 @@ class VEAConfig(MethodConfig):
             return fixed[self.layer_set]
         layers = self.layers
         if layers is None and self.profile:
-            from ..profiling import LayerProfile
-
             layers = LayerProfile.load(self.profile).layers
         if layers is None:
             layers = preset_layers(loaded.name)

@@ -1,0 +1,66 @@
+"""The package's module graph has no import cycles (function-level imports included), and the engine
+does not import the test kit."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1] / "src" / "seesay"
+
+
+def import_graph() -> tuple[dict[str, set[str]], set[str]]:
+    """module -> the seesay modules it imports (anywhere in the file), and the set of packages."""
+    files = {}
+    for f in ROOT.rglob("*.py"):
+        name = ".".join(f.relative_to(ROOT.parent).with_suffix("").parts).removesuffix(".__init__")
+        files[name] = f
+    packages = {m for m, f in files.items() if f.name == "__init__.py"}
+    graph: dict[str, set[str]] = {m: set() for m in files}
+    for module, f in files.items():
+        package = module if module in packages else module.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(f.read_text())):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([node.module] if node.module else []))
+            elif node.module and node.module.startswith("seesay"):
+                base = node.module
+            else:
+                continue
+            for target in [base] + [f"{base}.{a.name}" for a in node.names]:
+                if target in files and target != module:
+                    graph[module].add(target)
+    return graph, packages
+
+
+def test_no_import_cycles_between_modules():
+    graph, packages = import_graph()
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, todo = set(packages), [start]  # re-exports through package __init__ files are not edges
+        while todo:
+            for nxt in graph[todo.pop()]:
+                if nxt == goal:
+                    return True
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return False
+
+    cycles = sorted(
+        {
+            tuple(sorted((a, b)))
+            for a in graph
+            for b in graph[a]
+            if {a, b}.isdisjoint(packages) and reaches(b, a)
+        }
+    )
+    assert cycles == []
+
+
+def test_engine_does_not_import_the_test_kit():
+    graph, _ = import_graph()
+    users = sorted(m for m, targets in graph.items() if any(t.startswith("seesay.testing") for t in targets))
+    assert all(m.startswith("seesay.testing") for m in users), users
