@@ -109,3 +109,34 @@ def test_the_test_kit_builds_every_registered_family():
     from seesay.testing.tiny import FAMILIES
 
     assert list(FAMILIES) == [a.family for a in ADAPTERS]  # the CLI's --model help lists the adapters'
+
+
+def test_the_writing_a_method_example_runs():
+    """docs/methods/writing.md's example, as written: registered, validated, identity at strength 0."""
+    import re
+    from pathlib import Path
+
+    import torch
+
+    from seesay.decoding import GenerationSettings
+    from seesay.loading import build_inputs
+    from tests.conftest import QUESTIONS, images, loaded_tiny
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "methods" / "writing.md").read_text()
+    code = re.search(r"```python\n(.*?)```", doc, re.S).group(1)
+    namespace: dict = {}
+    try:
+        exec(compile(code, "writing.md", "exec"), namespace)
+        boost = namespace["Boost"]
+        assert METHODS["boost"] is boost
+        with pytest.raises(ConfigError, match="boost alpha must be >= 0"):
+            get_method("boost", alpha=-1)
+        loaded = loaded_tiny("llava")
+        batch = build_inputs(loaded, images(2), QUESTIONS[:2])
+        settings = GenerationSettings(max_new_tokens=4)
+        base = get_method("base").generate(loaded, batch, settings).sequences
+        same = get_method("boost", alpha=0.0).generate(loaded, batch, settings).sequences
+        assert torch.equal(base, same)
+        get_method("boost", alpha=2.0).generate(loaded, batch, settings)
+    finally:
+        METHODS.pop("boost", None)
