@@ -1,6 +1,7 @@
-"""Where is left / right lost in the demo model? Logistic-regression probes on the projector output
-(the language model's image tokens) of 400 "where" questions (seed 424242, not a demo or training seed):
-each covered patch's object side (left / right / near the centre), its colour, and every patch's own column.
+"""Is left / right in the demo model's image features (docs/demo.md: lost before the fixed positions)?
+Logistic-regression probes on the projector output (the language model's image tokens) of 400 "where"
+questions (seed 424242, not a demo or training seed): each covered patch's object side (left / right /
+near the centre), its colour, and every patch's own column.
 Needs scikit-learn. Usage: python scripts/probe_where.py [MODEL]   (docs/demo.md quotes its output)"""
 
 from __future__ import annotations

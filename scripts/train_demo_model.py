@@ -18,6 +18,10 @@ probes behind them):
   multi-turn conversation (``... ASSISTANT: a1</s>USER: q2 ASSISTANT: a2</s>...``). The first turn is the
   exact single-turn prompt used at inference; the image and its 64 tokens are paid for once per 6 answers
   (``--turns single`` gives each question its own row instead: 3x slower per answer).
+* **Fixed positions** (``--position-embedding sincos``): the vision tower's position embeddings are 2-D
+  sine-cosine codes (MAE's form), frozen: CLIP's learned ones start at std 0.02 and stayed ~20x smaller
+  than the patch content, so no image feature said where its patch was and "where" stayed at chance
+  (docs/demo.md, ``scripts/probe_where.py``).
 * **Answer loss:** next-token cross-entropy on every answer and its end token.
 * **Patch loss** (``--aux-weight``, ``--position-weight``): a linear head (training only, not saved) on
   each projected image token predicts the shape, the colour and the side of the image (left / right /
@@ -38,7 +42,7 @@ probes behind them):
   over 3,000 steps, gradient clipping at 1, batches of 32 images (192 answers); stops at
   ``--max-minutes``.
 
-    python scripts/train_demo_model.py --out src/seesay/demo_model            # CPU, 2 cores: ~58 min
+    python scripts/train_demo_model.py --out src/seesay/demo_model            # CPU, 2 cores: 58 min
     python scripts/train_demo_model.py --device cuda --out src/seesay/demo_model
 """
 
@@ -148,9 +152,33 @@ def build_model(tok: PreTrainedTokenizerFast, args) -> LlavaForConditionalGenera
         tie_word_embeddings=False,
     )
     model = LlavaForConditionalGeneration(config)
+    if getattr(args, "position_embedding", "learned") == "sincos":
+        embeddings = model.model.vision_tower.embeddings
+        with torch.no_grad():
+            embeddings.position_embedding.weight.copy_(sincos_positions(size // patch, args.vision_hidden))
+        embeddings.position_embedding.weight.requires_grad_(False)
     model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
     return model
+
+
+def sincos_positions(grid: int, dim: int) -> torch.Tensor:
+    """``(1 + grid**2, dim)`` fixed 2-D sine-cosine position features (MAE's form): half the channels code
+    the patch row, half its column, each as ``sin(p w_k), cos(p w_k)`` with ``w_k = 10000^(-k / (dim/4))``;
+    row 0 (the class token) is zero. Values in [-1, 1] (rms 0.71), on the scale of the patch embeddings,
+    so a patch's position survives the vision tower's pre-norm (learned ones from the 0.02 init stay ~20x
+    smaller than the content: the probe of scripts/probe_where.py)."""
+    quarter = dim // 4
+    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
+    rows, cols = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+
+    def code(p: torch.Tensor) -> torch.Tensor:
+        angle = p.reshape(-1, 1).double() * omega[None]
+        return torch.cat([angle.sin(), angle.cos()], 1)
+
+    table = torch.cat([code(rows), code(cols)], 1)
+    table = torch.nn.functional.pad(table, (0, dim - table.shape[1]))
+    return torch.cat([torch.zeros(1, dim, dtype=torch.float64), table]).float()
 
 
 def build_processor(tok: PreTrainedTokenizerFast, template: str = "image-first") -> LlavaProcessor:
@@ -477,6 +505,10 @@ def main() -> None:
         help="weight of the attention-guidance loss on the deeper half's last prompt rows (0: off)",
     )  # fmt: skip
     ap.add_argument(
+        "--position-embedding", choices=("sincos", "learned"), default="sincos",
+        help="vision position embeddings: fixed 2-D sine-cosine (frozen) or CLIP's learned ones",
+    )  # fmt: skip
+    ap.add_argument(
         "--init-from", type=Path, help="continue from a saved model's weights (same architecture)"
     )
     args = ap.parse_args()
@@ -529,7 +561,8 @@ def main() -> None:
         model.set_attn_implementation({"text_config": AttentionGuide.NAME})
     image_id = tok.convert_tokens_to_ids("<image>")
     use_aux = args.aux_weight > 0 or args.position_weight > 0
-    params = list(model.parameters()) + (list(aux_head.parameters()) if use_aux else [])
+    params = [p for p in model.parameters() if p.requires_grad]
+    params += list(aux_head.parameters()) if use_aux else []
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     opt = torch.optim.AdamW(
@@ -625,8 +658,9 @@ def main() -> None:
             opt.step()
             step += 1
             if step % 100 == 0:
+                side = f" side {ce[2].item():.3f}" if use_aux and args.position_weight > 0 else ""
                 print(
-                    f"step {step} loss {loss.item():.4f} aux {(loss_total - loss).item():.4f} "
+                    f"step {step} loss {loss.item():.4f} aux {(loss_total - loss).item():.4f}{side} "
                     f"lr {lr_at(step):.2e} ({time.time() - t0:.0f} s)",
                     flush=True,
                 )

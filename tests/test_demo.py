@@ -75,3 +75,16 @@ def test_ask_uses_the_demo_model_by_default(capsys):
     assert main(["ask", "-i", str(image), "-q", "what is the color of the circle ?", "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["model"].endswith("demo_model") and payload["answer"] == "red"
+
+
+def test_every_answer_word_is_one_token():
+    """The demo decodes one new token per question: exact only while every answer word is one token."""
+    from transformers import AutoTokenizer
+
+    from seesay.demo import ANSWER_WORDS
+
+    tok = AutoTokenizer.from_pretrained(demo_model_path())
+    for words in ANSWER_WORDS.values():
+        for word in words:
+            ids = tok(word, add_special_tokens=False).input_ids
+            assert len(ids) == 1 and tok.decode(ids).strip() == word, word

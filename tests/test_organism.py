@@ -27,12 +27,14 @@ from seesay.demo import (
     nanmean,
     pick_lens_layer,
 )
+from seesay.methods import get_method
 
 pytestmark = pytest.mark.skipif(demo_model_path() is None, reason="no bundled demo model in this checkout")
 
 GAP = "issue 14, not reached by the bundled model (docs/demo.md): "
 N_ATTENTION = 150  # questions per split scored against the boxes
 N_ANSWERS = 300  # questions per split answered
+N_PRIOR = 600  # counterfactual questions for the prior's share (the demo's default n)
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +70,6 @@ def test_iid_accuracy_and_every_question_type_but_where(answers):
         assert len(picked) >= 30 and np.mean(picked) >= 0.75, qtype
 
 
-@pytest.mark.xfail(
-    strict=True, reason=GAP + "left / right: 44% of 36 'where' questions here (51% on the demo's 76)"
-)
 def test_left_right_is_learned(answers):
     records, right, _ = answers["iid"]
     where = [c for c, r in zip(right, records, strict=True) if r["qtype"] == "where"]
@@ -88,7 +87,7 @@ def test_deep_layers_find_the_evidence_shallow_ones_do_not(loaded, auroc):
     assert best_deep - shallow >= 0.15
 
 
-@pytest.mark.xfail(strict=True, reason=GAP + "wrong answers attend less well: 0.899 vs 0.974 here")
+@pytest.mark.xfail(strict=True, reason=GAP + "wrong answers attend less well: 0.893 vs 0.968 here")
 def test_seeing_but_not_believing(loaded, auroc, answers):
     """The profiled layers (top quarter by AUROC on the dev split) look at the evidence as well when the
     answer is wrong as when it is right: within 0.05."""
@@ -104,7 +103,9 @@ def test_seeing_but_not_believing(loaded, auroc, answers):
     assert abs(scores[right & ok].mean() - scores[~right & ok].mean()) <= 0.05
 
 
-@pytest.mark.xfail(strict=True, reason=GAP + "the dev-picked lens layer (L0) hits 22% of errors, chance 33%")
+@pytest.mark.xfail(
+    strict=True, reason=GAP + "the dev-picked lens layer (L1) hits 20.5% of 166 errors here, chance 31.6%"
+)
 def test_seeing_right_but_saying_wrong(loaded, answers):
     """Among counterfactual errors, an intermediate layer's lens (the one layer picked on the dev split)
     names the right answer on >= 20%, above the chance of a random answer word of the question type."""
@@ -123,12 +124,18 @@ def test_seeing_right_but_saying_wrong(loaded, answers):
     assert share >= 0.20 and share > chance
 
 
-def test_the_prior_is_at_work(answers):
-    """Counterfactual colour errors mostly name the shape's usual colour (chance: 1 of 3 wrong colours)."""
-    records, right, got = answers["counterfactual"]
+def test_the_prior_is_at_work(loaded):
+    """Counterfactual colour errors name the shape's usual colour more often than chance (1 of the 3
+    wrong colours): one-sided binomial p < 0.01 on the demo's 600 counterfactual questions (the first 300
+    hold too few colour errors to tell)."""
+    from scipy.stats import binomtest
+
+    records = heldout("counterfactual", N_PRIOR)
+    got = answer_first_words(loaded, get_method("base"), records, batch_size=100)
     usual = [
         a == synthetic.USUAL_COLOR[next(o["shape"] for o in r["objects"] if o["box"] == r["bboxs"][0])]
-        for a, r, c in zip(got, records, right, strict=True)
-        if r["qtype"] == "color" and not c
+        for a, r in zip(got, records, strict=True)
+        if r["qtype"] == "color" and a != r["answer"]
     ]
-    assert len(usual) >= 10 and np.mean(usual) > 0.5
+    assert len(usual) >= 40
+    assert binomtest(sum(usual), len(usual), 1 / 3, alternative="greater").pvalue < 0.01

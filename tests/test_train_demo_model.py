@@ -212,3 +212,29 @@ def test_question_first_template_puts_the_question_before_the_image():
     assert tokens[:first_image] == ["<s>", "USER", ":", "is", "there", "a", "red", "circle", "?"]
     assert tokens[first_image : first_image + 64] == ["<image>"] * 64
     assert tokens[first_image + 64 :] == ["ASSISTANT", ":"]
+
+
+def test_fixed_sincos_positions_are_frozen_and_saved(trained):
+    """The vision tower's positions: 2-D sine-cosine (MAE's form), zero for the class token, one code per
+    patch, frozen (no gradient, not in the optimiser) and saved with the weights."""
+    script = _script()
+    table = script.sincos_positions(8, 32)
+    assert table.shape == (65, 32) and torch.all(table[0] == 0)
+    assert torch.allclose(table[1:].pow(2).mean(), torch.tensor(0.5), atol=1e-6)  # rms 0.71
+    assert torch.cdist(table[1:], table[1:]).add(torch.eye(64)).min() > 0.1  # every patch its own code
+    # row r, column c: the first half codes r, the second half c (patch 1 + r * 8 + c)
+    assert torch.equal(table[1 + 2 * 8 + 5, :16], table[1 + 2 * 8 + 0, :16])
+    assert torch.equal(table[1 + 2 * 8 + 5, 16:], table[1 + 7 * 8 + 5, 16:])
+    from seesay import load_model
+
+    loaded = load_model(trained, dtype="float32")
+    weight = loaded.model.model.vision_tower.embeddings.position_embedding.weight
+    assert torch.allclose(weight, script.sincos_positions(8, weight.shape[1]), atol=1e-3)  # fp16 storage
+    import argparse
+
+    model = script.build_model(
+        script.build_tokenizer(),
+        argparse.Namespace(vision_hidden=32, vision_layers=1, hidden=32, layers=2, heads=2,
+                           position_embedding="sincos"),
+    )  # fmt: skip
+    assert not model.model.vision_tower.embeddings.position_embedding.weight.requires_grad

@@ -31,7 +31,6 @@ import torch
 from PIL import Image, ImageDraw
 
 from . import synthetic
-from .attribution import attention_rows
 from .decoding import GenerationSettings, StepState, decode
 from .evidence import box_labels
 from .lens import LogitLens
@@ -42,6 +41,7 @@ from .metrics.retrieval import auroc
 from .report.gallery import GalleryItem, pick
 from .report.sources import DEMO_FORMAT
 from .stats import PairedDifference, paired_difference, wilson_interval
+from .tap import AttentionTap
 
 DEMO_MODEL = Path(__file__).resolve().parent / "demo_model"
 HELDOUT_SEED = 20260601  # our choice: a seed the training script never uses
@@ -72,7 +72,6 @@ ANSWER_WORDS: dict[str, tuple[str, ...]] = {  # the possible answers of each que
 SPLITS = ("iid", "counterfactual")
 GALLERY_N = 16  # questions in the report's gallery (those a method fixed or broke first)
 TRACED_N = 4  # of them, the ones whose DualPD trace the report shows
-AUROC_N = 300  # questions per split whose attention is scored against the boxes (per-layer AUROC)
 DEV_N = 100  # dev questions per split for picking the profiled layers
 
 
@@ -159,7 +158,9 @@ def answer_first_words(
 ) -> list[str]:
     """``method``'s answer to each synthetic record, first word only (the answers are one word).
 
-    With ``trace`` (a list), the method's per-step trace rows of every sample are appended to it.
+    Every answer word of the benchmark is one token of the demo model's word-level vocabulary, so the first
+    generated token *is* the first word: one new token is decoded (the EOS step after it changes nothing
+    that is scored). With ``trace`` (a list), the method's per-step trace rows of every sample are appended.
     """
     tokenizer = loaded.processor.tokenizer
     out = []
@@ -168,18 +169,35 @@ def answer_first_words(
         batch = build_inputs(
             loaded, [synthetic.render(r["scene"]) for r in chunk], [r["question"] for r in chunk]
         )
-        result = method.generate(loaded, batch, GenerationSettings(max_new_tokens=3))
+        result = method.generate(loaded, batch, GenerationSettings(max_new_tokens=1))
         out += [_first_word(t) for t in tokenizer.batch_decode(result.new_tokens, skip_special_tokens=True)]
         if trace is not None:
             trace += [row for step in result.trace for row in step]
     return out
 
 
-def lens_tops(loaded: LoadedModel, records: list[dict], batch_size: int) -> np.ndarray:
-    """[n, layers]: each layer's logit-lens top-1 token for the first answer token of each record."""
+@dataclass
+class BaseReadout:
+    """One plain-decoding pass over records: base's first-word answers, every layer's logit-lens top-1
+    token [n, layers], and every layer's evidence AUROC of the last prompt row's attention [n, layers]
+    (NaN where a record's box labels are all equal)."""
+
+    answers: list[str]
+    tops: np.ndarray
+    auroc: np.ndarray
+
+
+@torch.no_grad()
+def base_readout(loaded: LoadedModel, records: list[dict], batch_size: int) -> BaseReadout:
+    """:class:`BaseReadout` from ONE decode step per batch: the tap records each layer's head-mean last
+    row at the prefill (sdpa's output is kept, so the answer is plain greedy's) and the hook reads the
+    lens of every layer's hidden state; the answer is the final logits' top-1 (one-token answers)."""
     layers = list(range(loaded.adapter.num_layers))
     lens = LogitLens(loaded.adapter)
+    tokenizer = loaded.processor.tokenizer
+    answers: list[str] = []
     tops: list[torch.Tensor] = []
+    out = np.full((len(records), len(layers)), np.nan)
     for start in range(0, len(records), batch_size):
         chunk = records[start : start + batch_size]
         batch = build_inputs(
@@ -191,47 +209,54 @@ def lens_tops(loaded: LoadedModel, records: list[dict], batch_size: int) -> np.n
             seen["tops"] = torch.stack([lens(state.hidden[li], li).argmax(-1) for li in layers], dim=1).cpu()
             return state.logits
 
-        decode(
+        tap = AttentionTap(layers=layers, record="mean")
+        result = decode(
             loaded.model,
             batch.inputs,
             adapter=loaded.adapter,
             settings=GenerationSettings(max_new_tokens=1),
             hook=hook,
+            tap=tap,
             hidden_layers=layers,
         )
+        answers += [
+            _first_word(t) for t in tokenizer.batch_decode(result.new_tokens, skip_special_tokens=True)
+        ]
         tops.append(seen["tops"])
-    return torch.cat(tops).numpy()
-
-
-def auroc_matrix(loaded: LoadedModel, records: list[dict], batch_size: int) -> np.ndarray:
-    """[n, layers]: evidence AUROC of the last prompt row's attention at each layer (NaN: degenerate)."""
-    layers = list(range(loaded.adapter.num_layers))
-    out = np.full((len(records), len(layers)), np.nan)
-    for start in range(0, len(records), batch_size):
-        chunk = records[start : start + batch_size]
-        batch = build_inputs(
-            loaded, [synthetic.render(r["scene"]) for r in chunk], [r["question"] for r in chunk]
-        )
-        rows = attention_rows(loaded, batch, layers)
+        t = batch.inputs["input_ids"].shape[1]
+        rows = torch.stack([tap.records[li].probs[:, 0, -1, :t] for li in layers], dim=1).float().numpy()
         layouts = loaded.adapter.image_layouts(batch.inputs, batch.original_sizes)
         for b, r in enumerate(chunk):
             labels = box_labels(layouts[b][0], r["bboxs"])
             if labels.any() and not labels.all():
                 positions = layouts[b][0].positions
                 out[start + b] = [auroc(rows[b][li, positions], labels) for li in layers]
-    return out
+    return BaseReadout(answers, torch.cat(tops).numpy(), out)
+
+
+def lens_tops(loaded: LoadedModel, records: list[dict], batch_size: int) -> np.ndarray:
+    """[n, layers]: each layer's logit-lens top-1 token for the first answer token of each record."""
+    return base_readout(loaded, records, batch_size).tops
+
+
+def auroc_matrix(loaded: LoadedModel, records: list[dict], batch_size: int) -> np.ndarray:
+    """[n, layers]: evidence AUROC of the last prompt row's attention at each layer (NaN: degenerate)."""
+    return base_readout(loaded, records, batch_size).auroc
+
+
+def lens_layer_from(readout: BaseReadout, records: list[dict], tokenizer: Any) -> int:
+    """The intermediate layer (not the last) whose lens top-1 is most often the right answer where the
+    model's answer is wrong (ties: the shallower layer)."""
+    wrong = np.array([a != r["answer"] for a, r in zip(readout.answers, records, strict=True)])
+    ids = np.array([tokenizer.convert_tokens_to_ids(r["answer"]) for r in records])
+    right = readout.tops == ids[:, None]
+    hits = (right[:, :-1] & wrong[:, None]).sum(axis=0)
+    return int(np.argmax(hits))
 
 
 def pick_lens_layer(loaded: LoadedModel, records: list[dict], batch_size: int) -> int:
-    """The intermediate layer (not the last) whose lens top-1 is most often the right answer where the
-    model's answer is wrong, on ``records`` (the dev split; ties: the shallower layer)."""
-    answers = answer_first_words(loaded, get_method("base"), records, batch_size)
-    wrong = np.array([a != r["answer"] for a, r in zip(answers, records, strict=True)])
-    tokenizer = loaded.processor.tokenizer
-    ids = np.array([tokenizer.convert_tokens_to_ids(r["answer"]) for r in records])
-    right = lens_tops(loaded, records, batch_size) == ids[:, None]
-    hits = (right[:, :-1] & wrong[:, None]).sum(axis=0)
-    return int(np.argmax(hits))
+    """:func:`lens_layer_from` on ``records`` (the dev split)."""
+    return lens_layer_from(base_readout(loaded, records, batch_size), records, loaded.processor.tokenizer)
 
 
 def nanmean(x: np.ndarray, axis: int | None = None) -> Any:
@@ -383,12 +408,17 @@ def run_demo(
     warnings.filterwarnings("ignore", message="dualpd: floor", category=UserWarning)
     dualpd_trace: list[dict[str, Any]] = []
     answers: dict[str, dict[str, list[str]]] = {s: {} for s in SPLITS}
+    readouts: dict[str, BaseReadout] = {}  # base's pass also reads every layer's lens and attention
     for name, method in methods.items():
         report.accuracy[name], report.correct[name] = {}, {}
         for split, records in splits.items():
-            got = answer_first_words(
-                loaded, method, records, batch_size, trace=dualpd_trace if name == "dualpd" else None
-            )
+            if name == "base":
+                readouts[split] = base_readout(loaded, records, batch_size)
+                got = readouts[split].answers
+            else:
+                got = answer_first_words(
+                    loaded, method, records, batch_size, trace=dualpd_trace if name == "dualpd" else None
+                )
             answers[split][name] = got
             right = [a == r["answer"] for a, r in zip(got, records, strict=True)]
             report.correct[name][split] = right
@@ -418,11 +448,12 @@ def run_demo(
             report.per_type[split][name] = table
     # what the model knows before any method: the lens of every layer, and where it looks
     tokenizer = loaded.processor.tokenizer
-    dev = {s: synthetic.generate(s, DEV_N, seed=DEV_SEED) for s in SPLITS}
-    report.saw_right_layer = pick_lens_layer(loaded, [r for s in SPLITS for r in dev[s]], batch_size)
+    dev_records = [r for s in SPLITS for r in synthetic.generate(s, DEV_N, seed=DEV_SEED)]
+    dev = base_readout(loaded, dev_records, batch_size)
+    report.saw_right_layer = lens_layer_from(dev, dev_records, tokenizer)
     all_tops, all_right = [], []
     for split, records in splits.items():
-        tops = lens_tops(loaded, records, batch_size)
+        tops = readouts[split].tops
         answer_ids = np.array([tokenizer.convert_tokens_to_ids(r["answer"]) for r in records])
         lens_right = tops == answer_ids[:, None]
         all_tops.append(lens_right)
@@ -468,17 +499,16 @@ def run_demo(
     ]
     usual = sum(a == synthetic.USUAL_COLOR[_asked_shape(r)] for a, r in colour_errors)
     report.prior_errors = (int(usual), len(colour_errors))
-    # where it looks: the first AUROC_N questions of each split (the per-layer mean is stable long before n)
-    records = splits["iid"][:AUROC_N] + splits["counterfactual"][:AUROC_N]
-    matrix = auroc_matrix(loaded, records, batch_size)
+    # where it looks: every held-out question's attention, read in base's own pass
+    matrix = np.concatenate([readouts[s].auroc for s in SPLITS])
     report.layer_auroc = nanmean(matrix, axis=0).tolist()
     # "seeing but not believing": the layers that look at the evidence, picked on a dev split (own seed),
     # attend as well when the answer is wrong as when it is right
-    dev_auroc = nanmean(auroc_matrix(loaded, [r for s in SPLITS for r in dev[s]], batch_size), axis=0)
+    dev_auroc = nanmean(dev.auroc, axis=0)
     top = max(1, round(0.25 * num_layers))
     report.profiled_layers = sorted(int(i) for i in np.argsort(-np.nan_to_num(dev_auroc, nan=-1))[:top])
     profiled = nanmean(matrix[:, report.profiled_layers], axis=1)
-    right = np.concatenate([c[:AUROC_N] for c in all_right])
+    right = np.concatenate(all_right)
     for label, mask in (("right", right), ("wrong", ~right)):
         values = profiled[mask & ~np.isnan(profiled)]
         report.believing[label] = (float(values.mean()) if values.size else float("nan"), int(values.size))

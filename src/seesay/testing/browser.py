@@ -79,6 +79,7 @@ def check_page(html: Path, shots: Path | None = None, full_page: Path | None = N
             result.broken_images = [alt for alt, ok in images if not ok]
             if shots is not None:
                 shots.mkdir(parents=True, exist_ok=True)
+                page.add_style_tag(content="nav{position:static !important}")  # not over each section
                 for k, section in enumerate(page.query_selector_all("main > section")):
                     kind = section.get_attribute("data-kind") or "section"
                     path = shots / f"{k:02d}_{kind}.png"
