@@ -88,3 +88,21 @@ def test_every_answer_word_is_one_token():
         for word in words:
             ids = tok(word, add_special_tokens=False).input_ids
             assert len(ids) == 1 and tok.decode(ids).strip() == word, word
+
+
+def test_base_readout_answers_are_plain_greedy():
+    """The demo reads base's lens and attention in base's own pass: the tap and the hidden-state hooks
+    change no answer (and the readouts have one row per question and layer)."""
+    import numpy as np
+
+    from seesay import load_model
+    from seesay.demo import answer_first_words, base_readout, heldout
+    from seesay.methods import get_method
+
+    loaded = load_model(demo_model_path(), dtype="float32")
+    records = heldout("counterfactual", 150)
+    readout = base_readout(loaded, records, batch_size=50)
+    assert readout.answers == answer_first_words(loaded, get_method("base"), records, batch_size=50)
+    layers = loaded.adapter.num_layers
+    assert readout.tops.shape == (150, layers) and readout.auroc.shape == (150, layers)
+    assert np.isfinite(readout.auroc).mean() > 0.9
