@@ -50,13 +50,11 @@ def ask_batch(
     batch = build_inputs(loaded, images, questions)
     out = runner.generate(loaded, batch, settings)
     tokenizer = getattr(loaded.processor, "tokenizer", loaded.processor)
-    eos = set(eos_token_ids(settings, loaded.model))
+    eos = eos_token_ids(settings, loaded.model)
     answers = []
     for i, question in enumerate(questions):
-        ids = out.new_tokens[i].tolist()
-        ids = ids[: next((j + 1 for j, t in enumerate(ids) if t in eos), len(ids))]  # drop pads after EOS
+        ids, trace = out.sample(i, eos)  # up to its EOS, and the trace steps of those tokens
         text = tokenizer.decode(ids, skip_special_tokens=True).strip()
-        trace = [step[i] for step in out.trace if i < len(step)][: len(ids)]  # steps of this sample's tokens
         answers.append(
             Answer(
                 question=question,

@@ -150,10 +150,12 @@ ReportOpt = Annotated[
 ]
 
 
-def check_report_path(path: Path | None) -> None:
-    """Refuse a report path that is not an .html file before any work is done."""
-    if path is not None and path.suffix.lower() not in (".html", ".htm"):
-        raise ConfigError(f"--report writes an HTML file: give a path ending in .html, not {path}")
+def check_report_path(path: Path | None, what: str = "--report") -> None:
+    """The report's own path check, run before any work (the report package loads only when asked)."""
+    if path is not None:
+        from .report import check_report_path as check
+
+        check(path, what)
 
 
 def unescape(text: str) -> str:
@@ -772,7 +774,7 @@ def report(
     """One self-contained HTML page (figures inline, no network) with the plots of seesay's outputs."""
     from .report import write_report
 
-    check_report_path(out)
+    check_report_path(out, "--out")
     with err_console.status("plotting ..."):
         written = write_report(paths, out, title=title)
     out_console.print(

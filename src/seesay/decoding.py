@@ -154,6 +154,15 @@ class DecodeOutput:
     def new_tokens(self) -> torch.Tensor:
         return self.sequences[:, self.prompt_length :]
 
+    def sample(self, row: int, eos: Iterable[int]) -> tuple[list[int], list[dict[str, Any]]]:
+        """Sample ``row``'s new token ids up to and including its first ``eos`` (the pads after it
+        dropped) and the trace steps of those tokens."""
+        stop = set(eos)
+        ids = self.new_tokens[row].tolist()
+        ids = ids[: next((j + 1 for j, t in enumerate(ids) if t in stop), len(ids))]
+        steps = [step[row] for step in self.trace if row < len(step)][: len(ids)]
+        return ids, steps
+
 
 def eos_token_ids(settings: GenerationSettings, model: torch.nn.Module) -> list[int]:
     """The end-of-sequence ids in force: the settings', else the model's generation config."""

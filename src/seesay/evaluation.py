@@ -709,6 +709,7 @@ def _run_batch(
     result = runner.generate(loaded, prompted, settings)
     tokenizer = getattr(loaded.processor, "tokenizer", loaded.processor)
     maps = result.evidence  # VEA: each sample's evidence maps
+    eos = eos_token_ids(settings, loaded.model)
     rows = []
     for row_i, (index, sample) in enumerate(chunk):
         text = tokenizer.decode(result.new_tokens[row_i], skip_special_tokens=True).strip()
@@ -727,22 +728,14 @@ def _run_batch(
         }
         if maps:  # VEA: the evidence map of the (first) image, shrunk (seesay report draws it)
             row["evidence_map"] = compact_map(maps[row_i][0].emap)
-        if runner.trace and result.trace:
-            row["trace"] = sample_trace(result, row_i, tokenizer, loaded, settings)
+        if runner.trace and result.trace:  # each generated token with what the method logged at it
+            ids, steps = result.sample(row_i, eos)
+            row["trace"] = [
+                {"token_id": t, "token": tokenizer.decode([t]), **step}
+                for t, step in zip(ids, steps, strict=False)
+            ]
         rows.append(row)
     return rows
-
-
-def sample_trace(result: Any, row: int, tokenizer: Any, loaded: LoadedModel, settings) -> list[dict]:
-    """The per-token trace of one row of a batch: each generated token (up to its end token) with what
-    the method logged at that step."""
-    eos = set(eos_token_ids(settings, loaded.model))
-    ids = result.new_tokens[row].tolist()
-    ids = ids[: next((j + 1 for j, t in enumerate(ids) if t in eos), len(ids))]
-    steps = [step[row] for step in result.trace if row < len(step)]
-    return [
-        {"token_id": t, "token": tokenizer.decode([t]), **step} for t, step in zip(ids, steps, strict=False)
-    ]
 
 
 def evidence_scores(result: Any, boxes: Sequence[Sequence[float]]) -> dict[str, float | None]:

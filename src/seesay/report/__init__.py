@@ -19,7 +19,7 @@ from . import page
 from .model import Figure, Section
 from .sources import read_sources
 
-__all__ = ["ReportResult", "Section", "write_report", "write_sections"]
+__all__ = ["ReportResult", "Section", "check_report_path", "write_report", "write_sections"]
 
 
 @dataclass
@@ -33,15 +33,20 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
+def check_report_path(path: str | Path | None, what: str = "--report") -> None:
+    """Refuse (one line) a report path that is not an .html file, before any work is done."""
+    if path is not None and Path(path).suffix.lower() not in (".html", ".htm"):
+        from ..errors import ConfigError
+
+        raise ConfigError(f"{what} writes an HTML file: give a path ending in .html, not {path}")
+
+
 def write_sections(
     sections: Sequence[Section], out: str | Path, title: str = "seesay report", subtitle: str = ""
 ) -> ReportResult:
     """Write ``out`` (HTML, figures inline) and each figure's PNG in ``<out stem>_files/``."""
     out = Path(out)
-    if out.suffix.lower() not in (".html", ".htm"):
-        from ..errors import ConfigError
-
-        raise ConfigError(f"the report is an HTML file: give a path ending in .html, not {out}")
+    check_report_path(out, "the report")
     folder = out.with_name(out.stem + "_files")
     folder.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..evidence import compact_map, expand_map, highlight
+from ..methods.vea import heat_overlay
 
 TILE = 120  # pixels: the height of each gallery tile
 
@@ -30,15 +31,6 @@ def png_of(image: Image.Image) -> bytes:
 
 def image_from_b64(text: str) -> Image.Image:
     return Image.open(io.BytesIO(base64.b64decode(text))).convert("RGB")
-
-
-def heat_overlay(image: Image.Image, emap: np.ndarray, weight: float = 0.5) -> Image.Image:
-    """The evidence map as a blue-to-red heatmap (matplotlib's "jet") blended over the image."""
-    from matplotlib import colormaps
-
-    heat = colormaps["jet"](np.clip(emap, 0, 1))[..., :3] * 255
-    base = np.asarray(image.convert("RGB"), dtype=np.float64)
-    return Image.fromarray(np.clip((1 - weight) * base + weight * heat, 0, 255).astype(np.uint8))
 
 
 def draw_boxes(image: Image.Image, boxes: Sequence[Sequence[float]]) -> Image.Image:
