@@ -138,11 +138,27 @@ def _report_damaged(tmp: Path, model: Path) -> list[str]:
     return ["report", str(tmp / "demo.json"), "--out", str(tmp / "r.html")]
 
 
+def _chair_truth(tmp: Path) -> Path:
+    path = tmp / "objects.json"
+    path.write_text(json.dumps({"1": ["dog"]}))
+    return path
+
+
+def _chair_bad_captions(tmp: Path, model: Path) -> list[str]:
+    (tmp / "caps.json").write_text(json.dumps([{"image_id": 1, "text": "a dog"}]))
+    return ["chair", str(tmp / "caps.json"), "--annotations", str(_chair_truth(tmp))]
+
+
+def _chair_unknown_image(tmp: Path, model: Path) -> list[str]:
+    (tmp / "caps.json").write_text(json.dumps([{"image_id": 5, "caption": "a dog"}]))
+    return ["chair", str(tmp / "caps.json"), "--annotations", str(_chair_truth(tmp))]
+
+
 CASES: list[Case] = [
     Case(
         "bare `seesay`",
         lambda t, m: [],
-        "missing command (one of: ask, demo, eval, profile, report, sweep, version)",
+        "missing command (one of: ask, chair, demo, eval, profile, report, sweep, version)",
     ),
     Case("unknown command", lambda t, m: ["frob"], "No such command 'frob'"),
     Case("missing required option", lambda t, m: ["eval"], "Missing option '--bench'"),
@@ -243,6 +259,14 @@ CASES: list[Case] = [
         "`--trace` with a method that writes none",
         lambda t, m: _ask(t, m, "--trace", str(t / "trace.jsonl")),
         "method 'base' writes no per-token trace",
+    ),
+    Case(
+        "`chair` captions without `caption`", _chair_bad_captions, "record 0 needs 'image_id' and 'caption'"
+    ),
+    Case(
+        "`chair` of a captioned image with no ground truth",
+        _chair_unknown_image,
+        "1 captioned image(s) have no ground-truth objects: 5",
     ),
 ]
 

@@ -783,6 +783,52 @@ def report(
     )
 
 
+@app.command("chair")
+def chair_command(
+    captions: Annotated[
+        Path,
+        typer.Argument(
+            help="Generated captions: a JSON list (or JSONL) of {image_id, caption}, or coco-caption's "
+            "evaluation output ({imgToEval: ...}).",
+            show_default=False,
+        ),
+    ],
+    annotations: Annotated[
+        Path,
+        typer.Option(
+            "--annotations",
+            "-a",
+            help="MSCOCO's annotation folder (instances_*.json, captions_*.json) or a JSON file "
+            "{image_id: [object names]}.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write each caption's objects and the totals (JSON).")
+    ] = None,
+) -> None:
+    """CHAIR_s, CHAIR_i and recall of generated captions (the CHAIR paper's scorer, offline)."""
+    from rich.table import Table
+
+    from .metrics.chair import chair, read_captions, read_ground_truth
+
+    pairs = read_captions(captions)
+    truth = read_ground_truth(annotations)
+    totals, scores = chair(pairs, truth)
+    table = Table(title=f"CHAIR over {len(pairs)} captions (lower is better)")
+    for name in ("CHAIR_s", "CHAIR_i", "recall", "mentions"):
+        table.add_column(name, justify="right")
+    table.add_row(
+        _pct(totals["chair_s"]), _pct(totals["chair_i"]), _pct(totals["recall"]), f"{totals['mentions']:.0f}"
+    )
+    out_console.print(table)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"overall_metrics": totals, "sentences": [s.to_dict() for s in scores]}
+        out.write_text(json.dumps(payload, indent=1) + "\n")
+        out_console.print(f"saved {escape(str(out))}")
+
+
 @app.command()
 def version() -> None:
     """Print the seesay version."""

@@ -1,0 +1,1 @@
+"""seesay inside other harnesses: :mod:`seesay.integrations.lmms` is lmms-eval's ``--model seesay``."""
