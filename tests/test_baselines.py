@@ -114,6 +114,7 @@ def test_vcd_identity_two_passes_and_batching(loaded, batch3):
     assert torch.equal(plain, out.sequences)
     steps = out.new_tokens.shape[1]
     assert out.forward_passes == 2 * steps
+    assert out.forward_calls == steps  # the noised branch rides in the main forward: one 2B batch per step
     contrast = VCD(VCDConfig(alpha=1.0)).generate(loaded, batch3, SETTINGS)
     assert contrast.forward_passes == 2 * contrast.new_tokens.shape[1]
 
@@ -125,9 +126,9 @@ def test_vcd_scores_follow_the_formula():
     batch = build_inputs(loaded, [tiny_image(24, 24)], ["what is the color ?"])
     seen = {}
     method = VCD(VCDConfig(alpha=0.5, beta=0.2))
-    from seesay.methods.vcd import VCDStep
+    from seesay.methods.vcd import VCDStep, noised_branch
 
-    step = VCDStep(method.config, loaded, batch.inputs)
+    step = VCDStep(method.config)
     original = step.__call__
 
     def spy(state):
@@ -143,6 +144,7 @@ def test_vcd_scores_follow_the_formula():
         adapter=loaded.adapter,
         settings=GenerationSettings(max_new_tokens=1),
         hook=spy,
+        branches=(noised_branch(method.config, loaded, batch.inputs),),
     )
     # recompute the noisy branch directly
     noisy_inputs = dict(batch.inputs)
@@ -242,17 +244,20 @@ def test_vcd_batch_equals_one_sample_at_a_time(family):
         assert answer.token_ids == alone.token_ids, (family, i)
 
 
-def test_vcd_cached_noisy_steps_equal_a_direct_recomputation():
+@pytest.mark.parametrize("merged", [True, False])
+def test_vcd_cached_noisy_steps_equal_a_direct_recomputation(merged):
     """Every decode step's scores, the noised branch read from its own KV cache, against a full forward
-    pass of the noised image and the tokens so far."""
+    pass of the noised image and the tokens so far: with the branch in the main forward (a 2B batch) and
+    as its own forward (what the engine does when a tap is installed)."""
     from seesay.decoding import decode
-    from seesay.methods.vcd import VCDStep
+    from seesay.methods.vcd import VCDStep, noised_branch
+    from seesay.tap import AttentionTap
     from tests.conftest import loaded_tiny
 
     loaded = loaded_tiny("llava")
     batch = build_inputs(loaded, [tiny_image(24, 24)], ["what is the color ?"])
     config = VCDConfig(alpha=0.5, beta=0.2)
-    step = VCDStep(config, loaded, batch.inputs)
+    step = VCDStep(config)
     seen: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def spy(state):
@@ -266,8 +271,10 @@ def test_vcd_cached_noisy_steps_equal_a_direct_recomputation():
         adapter=loaded.adapter,
         settings=GenerationSettings(max_new_tokens=4, eos_token_id=[]),
         hook=spy,
+        tap=None if merged else AttentionTap(record="none"),
+        branches=(noised_branch(config, loaded, batch.inputs),),
     )
-    assert len(seen) == 4
+    assert len(seen) == 4 and out.forward_calls == (4 if merged else 8)
     t0 = batch.inputs["input_ids"].shape[1]
     noisy_pixels = add_diffusion_noise(batch.inputs["pixel_values"], config)
     for t, (scores, clean) in enumerate(seen):

@@ -29,7 +29,7 @@ from transformers import (
 from .adapters.base import ModelAdapter
 from .errors import ConfigError
 from .lens import HiddenCapture, capture_hidden
-from .tap import AttentionTap, attention_tap
+from .tap import AttentionTap, attention_tap, tap_paused
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,8 @@ class GenerationSettings:
 class StepState:
     """What a hook sees at one decoding step (step 0 = the prefill pass).
 
-    ``final_hidden`` is the last position's final-normed hidden state; :attr:`logits` (float32) is
+    ``final_hidden`` is the last position's final-normed hidden state (``branches``: the same for each
+    :class:`Branch` of the plan, by name); :attr:`logits` (float32) is
     ``lm_head(final_hidden)``, computed on first use. :meth:`readout` computes the final logits together
     with logits of other (already normed) hidden states in ONE lm_head call, which reads the lm_head weights
     once: at small batch sizes that matmul is memory-bound, so a contrastive method pays for one readout,
@@ -98,6 +99,7 @@ class StepState:
     adapter: ModelAdapter
     tap: AttentionTap | None = None
     hidden: HiddenCapture | None = None
+    branches: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> its last hidden [B, d]
     _logits: torch.Tensor | None = field(default=None, repr=False)
 
     @property
@@ -140,6 +142,8 @@ class StepHook(Protocol):
 class DecodeOutput:
     """Result of :func:`decode`. ``sequences`` = prompt + new tokens.
 
+    ``forward_passes`` counts passes of B rows (the main batch and each branch, per step);
+    ``forward_calls`` the model invocations that ran them (a merged branch adds rows, not a call).
     ``trace`` has one entry per step whose hook returned one (a list with one dict per sample);
     ``evidence``, for methods that compute one, each sample's evidence (VEA: its maps).
     """
@@ -149,6 +153,7 @@ class DecodeOutput:
     forward_passes: int
     trace: list[list[dict[str, Any]]] = field(default_factory=list)
     evidence: list[Any] | None = None
+    forward_calls: int = 0  # model invocations: branches merged into the main batch share one
 
     @property
     def new_tokens(self) -> torch.Tensor:
@@ -183,6 +188,71 @@ def _pad_id(settings: GenerationSettings, model: torch.nn.Module, eos: list[int]
     return int(pad)
 
 
+@dataclass(frozen=True)
+class Branch:
+    """An input variant of the batch decoded in lockstep with it (VCD's noised image, a text-only or a
+    disturbed-instruction prompt, an added crop): processor outputs for the same B samples (left
+    padded, any prompt length), its own KV cache, and at every step the token the main batch chose.
+
+    ``tapped``: whether an installed attention tap reads and edits this branch's passes too (default
+    False: a method's tap edits are for the main pass). Branches whose tensors have the main inputs'
+    shapes, with no tap and no hidden-state capture in the plan, run in the main forward as one
+    (k+1)B batch; the others as one forward each, before the main one.
+    """
+
+    name: str
+    inputs: Mapping[str, torch.Tensor]
+    tapped: bool = False
+
+
+class _Group:
+    """Rows advanced by one forward per step: the main batch (with any branches merged into it) or one
+    branch. Holds their inputs, attention mask, position state and KV cache."""
+
+    def __init__(self, names: list[str], inputs: list[Mapping[str, torch.Tensor]], tapped: bool):
+        self.names = names
+        self.tapped = tapped
+        if len(inputs) == 1:
+            merged = dict(inputs[0])
+        else:
+            merged = {k: torch.cat([x[k] for x in inputs], dim=0) for k in inputs[0]}
+        self.input_ids = merged.pop("input_ids")
+        mask = merged.pop("attention_mask", None)
+        self.attention_mask = torch.ones_like(self.input_ids) if mask is None else mask
+        self.extra_inputs = merged
+        self.position_state: dict[str, Any] = {}
+        self.cache: Any = None
+
+    def step_inputs(self, adapter: ModelAdapter, step: int, tokens: torch.Tensor | None) -> dict[str, Any]:
+        """Step 0: the whole prompt; later: ``tokens`` [B] (repeated for each merged branch)."""
+        if step == 0:
+            full = {"input_ids": self.input_ids, "attention_mask": self.attention_mask, **self.extra_inputs}
+            return {**full, **adapter.position_inputs(full, self.position_state)}
+        assert tokens is not None
+        rows = tokens.repeat(len(self.names))[:, None].to(self.input_ids.device)
+        self.attention_mask = torch.cat(
+            [self.attention_mask, self.attention_mask.new_ones((self.attention_mask.shape[0], 1))], -1
+        )
+        return {
+            "input_ids": rows,
+            "attention_mask": self.attention_mask,
+            **adapter.next_position_inputs(self.attention_mask, self.position_state),
+        }
+
+
+def _mergeable(main: Mapping[str, torch.Tensor], other: Mapping[str, torch.Tensor]) -> bool:
+    """Same keys and the same tensor shapes: the two can run as one batch."""
+    if set(main) != set(other):
+        return False
+    return all(
+        isinstance(main[k], torch.Tensor)
+        and isinstance(other[k], torch.Tensor)
+        and main[k].shape == other[k].shape
+        and main[k].dtype == other[k].dtype
+        for k in main
+    )
+
+
 @torch.no_grad()
 def cached_forward(adapter: ModelAdapter, inputs: dict[str, Any], cache: Any) -> tuple[Any, Any]:
     """One pass of the base model with a KV cache (``cache``; None at prefill) -> (output, new cache).
@@ -202,22 +272,38 @@ def decode(
     hook: StepHook | None = None,
     tap: AttentionTap | None = None,
     hidden_layers: Iterable[int] = (),
+    branches: Iterable[Branch] = (),
     logits_processor: LogitsProcessorList | None = None,
     stopping_criteria: StoppingCriteriaList | None = None,
 ) -> DecodeOutput:
     """Generate from processor outputs ``inputs`` with an optional per-step ``hook``.
 
     ``tap`` is installed on the language model for the whole loop; ``hidden_layers`` are captured at the
-    last position of every pass. The hook returns next-token scores; without one the final logits are used.
+    last position of every pass; each of ``branches`` is advanced in lockstep (its last hidden state in
+    ``StepState.branches``). The hook returns next-token scores; without one the final logits are used.
     """
     settings = settings or GenerationSettings()
     inputs = dict(inputs)
     if "input_ids" not in inputs:
         raise ConfigError("decode() needs input_ids (use seesay.build_inputs or the model's processor)")
-    input_ids = inputs.pop("input_ids")
-    attention_mask = inputs.pop("attention_mask", None)
-    if attention_mask is None:
-        attention_mask = torch.ones_like(input_ids)
+    if inputs.get("attention_mask") is None:
+        inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
+    branches = tuple(branches)
+    if len({b.name for b in branches}) != len(branches):
+        raise ConfigError("branch names must be unique")
+    batch_size = inputs["input_ids"].shape[0]
+    for branch in branches:
+        if "input_ids" not in branch.inputs or branch.inputs["input_ids"].shape[0] != batch_size:
+            raise ConfigError(f"branch {branch.name!r} needs input_ids for the batch's {batch_size} samples")
+    hidden_layers = tuple(hidden_layers)
+    # Branches with the main inputs' shapes join the main forward (one (k+1)B batch) unless a tap or a
+    # hidden capture would see their rows; the others run as their own forward, before the main one.
+    can_merge = tap is None and not hidden_layers
+    merged = [b for b in branches if can_merge and _mergeable(inputs, b.inputs)]
+    main = _Group(["", *(b.name for b in merged)], [inputs, *(b.inputs for b in merged)], tapped=True)
+    separate = [_Group([b.name], [b.inputs], tapped=b.tapped) for b in branches if b not in merged]
+
+    input_ids = inputs["input_ids"]
     device = adapter.lm_head.weight.device
     eos = eos_token_ids(settings, model)
     pad = _pad_id(settings, model, eos)
@@ -230,47 +316,52 @@ def decode(
         generator = torch.Generator(device=device).manual_seed(settings.seed)
 
     prompt_length = input_ids.shape[1]
-    unfinished = torch.ones(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-    state_extra: dict[str, Any] = {}
+    attention_mask = inputs["attention_mask"]
+    unfinished = torch.ones(batch_size, dtype=torch.bool, device=input_ids.device)
     trace: list[list[dict[str, Any]]] = []
-    passes = 0
+    passes = calls = 0
+    next_tokens: torch.Tensor | None = None
 
     with contextlib.ExitStack() as stack:
         active_tap = stack.enter_context(attention_tap(model, tap)) if tap is not None else None
-        hidden_layers = tuple(hidden_layers)
         capture = stack.enter_context(capture_hidden(adapter, hidden_layers)) if hidden_layers else None
-
-        step_inputs = {
-            "input_ids": input_ids,
-            "attention_mask": attention_mask,
-            **inputs,
-            **adapter.position_inputs(
-                {"input_ids": input_ids, "attention_mask": attention_mask, **inputs}, state_extra
-            ),
-        }
-        past = None
         for step in range(settings.max_new_tokens):
+            branch_hidden: dict[str, torch.Tensor] = {}
+            for group in separate:  # before the main pass, so that its records and captures are the last
+                with contextlib.nullcontext() if group.tapped else tap_paused():
+                    out, group.cache = cached_forward(adapter, group.step_inputs(adapter, step, next_tokens),
+                                                      group.cache)  # fmt: skip
+                branch_hidden[group.names[0]] = out.last_hidden_state[:, -1]
+                passes += 1
+                calls += 1
+            step_inputs = main.step_inputs(adapter, step, next_tokens)
             if active_tap is not None:
                 active_tap.new_pass()
-                active_tap.seq_len = attention_mask.shape[1]
+                active_tap.seq_len = main.attention_mask.shape[1]
             # The base model, then lm_head on the last position only (what the *ForConditionalGeneration
             # forward does with logits_to_keep=1), so that a hook can batch its own readouts with it.
-            out, past = cached_forward(adapter, step_inputs, past)
-            passes += 1
+            out, main.cache = cached_forward(adapter, step_inputs, main.cache)
+            passes += len(main.names)
+            calls += 1
+            last = out.last_hidden_state[:, -1]
+            for k, name in enumerate(main.names[1:], start=1):
+                branch_hidden[name] = last[k * batch_size : (k + 1) * batch_size]
             state = StepState(
                 step=step,
                 input_ids=input_ids,
                 attention_mask=attention_mask,
-                final_hidden=out.last_hidden_state[:, -1],
+                final_hidden=last[:batch_size],
                 unfinished=unfinished,
                 adapter=adapter,
                 tap=active_tap,
                 hidden=capture,
+                branches=branch_hidden,
             )
             result = state.logits if hook is None else hook(state)  # a hook may batch its own readouts
             if isinstance(result, StepResult):
                 scores = result.scores
                 passes += result.passes
+                calls += result.passes
                 if result.trace is not None:
                     trace.append(result.trace)
             else:
@@ -292,9 +383,7 @@ def decode(
                 unfinished = unfinished & ~stopping_criteria(input_ids, scores).to(unfinished.device)
             if not bool(unfinished.any()) or step == settings.max_new_tokens - 1:
                 break
-            step_inputs = {
-                "input_ids": next_tokens[:, None],
-                "attention_mask": attention_mask,
-                **adapter.next_position_inputs(attention_mask, state_extra),
-            }
-    return DecodeOutput(sequences=input_ids, prompt_length=prompt_length, forward_passes=passes, trace=trace)
+    return DecodeOutput(
+        sequences=input_ids, prompt_length=prompt_length, forward_passes=passes, trace=trace,
+        forward_calls=calls,
+    )  # fmt: skip

@@ -499,3 +499,14 @@ def attention_tap(model: torch.nn.Module, tap: AttentionTap | None = None) -> It
             model.set_attn_implementation(previous)
         else:
             model.set_attn_implementation({"text_config": previous})
+
+
+@contextlib.contextmanager
+def tap_paused() -> Iterator[None]:
+    """Within an installed tap, run a block as plain sdpa: nothing recorded, nothing edited (a branch of
+    the same step that the tap's edits are not meant for, e.g. PAI's text-only branch)."""
+    token = _ACTIVE_TAP.set(None)
+    try:
+        yield
+    finally:
+        _ACTIVE_TAP.reset(token)

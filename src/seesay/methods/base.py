@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from transformers import LogitsProcessorList
 
-from ..decoding import DecodeOutput, GenerationSettings, StepHook, decode
+from ..decoding import Branch, DecodeOutput, GenerationSettings, StepHook, decode
 from ..errors import ConfigError
 from ..loading import LoadedModel, PreparedBatch
 from ..registry import Registry
@@ -71,9 +71,11 @@ class Method:
             hook=plan.hook,
             tap=plan.tap,
             hidden_layers=plan.hidden_layers,
+            branches=plan.branches,
             logits_processor=logits_processor,
         )
         out.forward_passes += plan.passes_before
+        out.forward_calls += plan.passes_before
         if plan.evidence is not None:
             out.evidence = plan.evidence
         return plan.finish(out) if plan.finish is not None else out
@@ -85,7 +87,9 @@ class EnginePlan:
 
     ``hook``: per-step scores (a :class:`~seesay.decoding.StepHook`); ``tap``: the attention tap (rows,
     records, score norms, head scales, score edits); ``hidden_layers``: decoder layers whose last-position
-    hidden state the hook reads; ``inputs``: inputs to decode instead of the batch's (VEA's highlighted
+    hidden state the hook reads; ``branches``: input variants advanced in lockstep with their own caches
+    (:class:`~seesay.decoding.Branch`: VCD's noised image; their hidden states in the hook's
+    ``state.branches``); ``inputs``: inputs to decode instead of the batch's (VEA's highlighted
     images); ``passes_before``: forward passes the method ran before decoding; ``evidence``: per-sample
     evidence to return; ``finish``: a last look at the output (e.g. a trace of the whole answer).
     """
@@ -93,6 +97,7 @@ class EnginePlan:
     hook: StepHook | None = None
     tap: AttentionTap | None = None
     hidden_layers: tuple[int, ...] = ()
+    branches: tuple[Branch, ...] = ()
     inputs: dict | None = None
     passes_before: int = 0
     evidence: list | None = None

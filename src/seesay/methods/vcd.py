@@ -10,7 +10,8 @@ and per step, with z = logits(v) and z' = logits(v'),
 
     scores = (1 + alpha) z - alpha z'   on {v : z_v >= log beta + max z}; -inf elsewhere.
 
-Two forward passes per token. Greedy and sampling both use these scores (the original code patched only
+Two passes per token, run by the engine as one forward of 2B rows (the noised branch has the batch's
+shapes). Greedy and sampling both use these scores (the original code patched only
 sampling, so greedy silently ignored VCD).
 """
 
@@ -18,11 +19,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 
-from ..decoding import StepResult, StepState, cached_forward
+from ..decoding import Branch, StepResult, StepState
 from ..errors import ConfigError
 from ..loading import LoadedModel, PreparedBatch
 from .base import EnginePlan, Method, MethodConfig, register_method
@@ -117,40 +118,19 @@ def rows_per_sample(inputs: dict[str, torch.Tensor], image_mask: torch.Tensor) -
     return rows
 
 
+NOISED = "noised"
+
+
 class VCDStep:
-    """The per-step hook: runs the noised branch with its own cache, then contrasts."""
+    """The per-step hook: contrasts the clean logits with the noised branch's (engine-run, its own cache)."""
 
-    def __init__(
-        self, config: VCDConfig, loaded: LoadedModel, inputs: dict[str, torch.Tensor], trace: bool = False
-    ):
+    def __init__(self, config: VCDConfig, trace: bool = False):
         self.config = config
-        self.adapter = loaded.adapter
-        self.noisy_inputs = dict(inputs)
-        rows = rows_per_sample(inputs, loaded.adapter.image_mask(inputs["input_ids"]))
-        self.noisy_inputs["pixel_values"] = add_diffusion_noise(inputs["pixel_values"], config, rows)
-        self.past = None
-        self.positions: dict[str, Any] = {}
         self.trace_enabled = trace
-
-    @torch.no_grad()
-    def _branch_hidden(self, state: StepState) -> torch.Tensor:
-        if state.step == 0:
-            step_inputs = {
-                **self.noisy_inputs,
-                **self.adapter.position_inputs(self.noisy_inputs, self.positions),
-            }
-        else:
-            step_inputs = {
-                "input_ids": state.input_ids[:, -1:],
-                "attention_mask": state.attention_mask,
-                **self.adapter.next_position_inputs(state.attention_mask, self.positions),
-            }
-        out, self.past = cached_forward(self.adapter, step_inputs, self.past)
-        return out.last_hidden_state[:, -1]
 
     def __call__(self, state: StepState) -> StepResult:
         cfg = self.config
-        clean, noisy = state.readout(self._branch_hidden(state))  # one lm_head call for both branches
+        clean, noisy = state.readout(state.branches[NOISED])  # one lm_head call for both branches
         cutoff = math.log(cfg.beta) + clean.max(dim=-1, keepdim=True).values
         scores = ((1 + cfg.alpha) * clean - cfg.alpha * noisy).masked_fill(clean < cutoff, float("-inf"))
         trace = None
@@ -160,7 +140,15 @@ class VCDStep:
                 {"step": state.step, "clean_top": int(a), "noisy_top": int(b)}
                 for a, b in zip(top_clean, top_noisy, strict=True)
             ]
-        return StepResult(scores, trace, passes=1)  # the noised branch's pass
+        return StepResult(scores, trace)
+
+
+def noised_branch(config: VCDConfig, loaded: LoadedModel, inputs: dict[str, torch.Tensor]) -> Branch:
+    """The batch with each sample's image noised (same shapes: the engine runs it in the main forward)."""
+    noisy = dict(inputs)
+    rows = rows_per_sample(inputs, loaded.adapter.image_mask(inputs["input_ids"]))
+    noisy["pixel_values"] = add_diffusion_noise(inputs["pixel_values"], config, rows)
+    return Branch(NOISED, noisy)
 
 
 @register_method("vcd")
@@ -173,4 +161,7 @@ class VCD(Method):
     def plan(self, loaded: LoadedModel, batch: PreparedBatch) -> EnginePlan:
         if "pixel_values" not in batch.inputs:
             raise ConfigError("vcd needs pixel_values in the inputs (an image to noise)")
-        return EnginePlan(hook=VCDStep(self.config, loaded, batch.inputs, trace=self.trace))  # type: ignore[arg-type]
+        cfg: VCDConfig = self.config  # type: ignore[assignment]
+        return EnginePlan(
+            hook=VCDStep(cfg, trace=self.trace), branches=(noised_branch(cfg, loaded, batch.inputs),)
+        )
