@@ -8,6 +8,7 @@ from ..errors import ConfigError
 from .base import METHODS, BaseMethod, Method, register_method
 from .dola import DoLa, DoLaConfig  # each module registers its method on import
 from .dualpd import DualPD, DualPDConfig
+from .pai import PAI, PAIConfig
 from .vcd import VCD, VCDConfig
 from .vea import VEA, VEAConfig
 
@@ -21,6 +22,7 @@ def get_method(name: str, **overrides: Any) -> Method:
 
 __all__ = [
     "METHODS",
+    "PAI",
     "VCD",
     "VEA",
     "BaseMethod",
@@ -29,6 +31,7 @@ __all__ = [
     "DualPD",
     "DualPDConfig",
     "Method",
+    "PAIConfig",
     "VCDConfig",
     "VEAConfig",
     "get_method",
