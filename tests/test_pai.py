@@ -152,9 +152,9 @@ def test_pai_config_and_cli(tmp_path, capsys):
     for bad in ({"alpha": -1}, {"gamma": 0.5}, {"start_layer": 3, "end_layer": 2}, {"beta": 0}):
         with pytest.raises(ConfigError):
             PAIConfig(**bad)
+    tiny = loaded_tiny("llava")
     with pytest.raises(ConfigError, match="past the model's"):
-        PAI(PAIConfig(start_layer=50)).plan(loaded_tiny("llava"), build_inputs(loaded_tiny("llava"),
-                                                                              images(1), QUESTIONS[:1]))  # fmt: skip
+        PAI(PAIConfig(start_layer=50)).plan(tiny, build_inputs(tiny, images(1), QUESTIONS[:1]))
     image = tmp_path / "x.png"
     images(1)[0].save(image)
     args = ["ask", "--model", "tiny-random:llava", "--image", str(image), "--question", "what ?",
