@@ -13,7 +13,7 @@ Ratios are against plain ``generate()`` in the same run.
 
 Modes: plain (sdpa ``generate``), loop (seesay's decode loop, no tap), tap (loop + tap recording every
 layer's last-row attention per head), eager (``generate(output_attentions=True)`` with eager attention),
-and the methods by name with their default configs (dualpd, dola, vcd, pai).
+and the methods by name with their default configs (dualpd, dola, vcd, pai, icd).
 
     python benchmarks/tap_overhead.py                    # CPU defaults (hidden 512, 8 layers, 8 heads)
     python benchmarks/tap_overhead.py --device cuda --dtype bfloat16 --hidden 4096 --layers 32 --heads 32
@@ -109,6 +109,8 @@ def make_inputs(model, n_image_tokens: int, args):
 
 def mode_runners(model, inputs) -> dict[str, Callable]:
     """name -> fn(n_new_tokens, logits_processor) returning the number of forward passes it made."""
+    import torch
+
     from seesay.adapters import get_adapter
     from seesay.decoding import GenerationSettings, decode
     from seesay.loading import LoadedModel, PreparedBatch
@@ -160,6 +162,27 @@ def mode_runners(model, inputs) -> dict[str, Callable]:
 
         return run
 
+    def icd(n, procs):
+        # ICD's hook and branch as its plan builds them, with the role prefix as 8 more prompt tokens after
+        # the image (the benchmark's model has no tokenizer to render "You are a confused object detector.")
+        from seesay.decoding import Branch
+        from seesay.methods.icd import DISTURBED, ICDConfig, ICDStep
+
+        ids = inputs["input_ids"]
+        after_image = int((ids[0] == 3).nonzero()[-1]) + 1
+        longer = torch.cat([ids[:, :after_image], ids[:, -8:], ids[:, after_image:]], dim=1)
+        disturbed = {**inputs, "input_ids": longer, "attention_mask": torch.ones_like(longer)}
+        out = decode(
+            model,
+            inputs,
+            adapter=adapter,
+            settings=GenerationSettings(max_new_tokens=n),
+            hook=ICDStep(ICDConfig()),
+            branches=(Branch(DISTURBED, disturbed),),
+            logits_processor=procs,
+        )
+        return out.forward_passes
+
     return {
         "plain": plain,
         "loop": loop,
@@ -169,6 +192,7 @@ def mode_runners(model, inputs) -> dict[str, Callable]:
         "dola": method("dola"),
         "vcd": method("vcd"),
         "pai": method("pai"),
+        "icd": icd,
     }
 
 
@@ -268,7 +292,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--image-token-counts", default="576,2880")
-    ap.add_argument("--modes", default="plain,loop,tap,eager,dualpd,dola,vcd,pai")
+    ap.add_argument("--modes", default="plain,loop,tap,eager,dualpd,dola,vcd,pai,icd")
     ap.add_argument("--json-out", help="also write all measurements as JSON here")
     ap.add_argument("--image-tokens", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--memory-mode", help=argparse.SUPPRESS)

@@ -8,6 +8,10 @@ Distances between distributions p, q over the last axis (rows sum to 1; zeros al
 
 Plausibility (DoLa's "relative top"): V_head = {v : p(v) >= alpha * max_w p(w)}, i.e.
 log p(v) >= log alpha + max log p.
+
+Contrast with a distorted branch (VCD, ICD), logits z of the input and z' of its distortion:
+
+    scores = (1 + alpha) z - alpha z'    on {v : z_v >= log beta + max z}; -inf elsewhere
 """
 
 from __future__ import annotations
@@ -55,3 +59,11 @@ def relative_top_filter(
 ) -> torch.Tensor:
     """Keep ``scores`` on the plausible set of ``final_logprobs``; the rest get ``fill``."""
     return scores.masked_fill(~plausible_mask(final_logprobs, alpha), fill)
+
+
+def contrastive_scores(
+    logits: torch.Tensor, distorted: torch.Tensor, alpha: float, beta: float
+) -> torch.Tensor:
+    """(1 + alpha) z - alpha z' on the plausible set of z (cutoff ``beta`` on the probabilities)."""
+    cutoff = math.log(beta) + logits.max(dim=-1, keepdim=True).values
+    return ((1 + alpha) * logits - alpha * distorted).masked_fill(logits < cutoff, float("-inf"))

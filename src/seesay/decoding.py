@@ -209,13 +209,19 @@ class _Group:
     """Rows advanced by one forward per step: the main batch (with any branches merged into it) or one
     branch. Holds their inputs, attention mask, position state and KV cache."""
 
-    def __init__(self, names: list[str], inputs: list[Mapping[str, torch.Tensor]], tapped: bool):
+    def __init__(
+        self, names: list[str], inputs: list[Mapping[str, torch.Tensor]], tapped: bool, pad_id: int = 0
+    ):
         self.names = names
         self.tapped = tapped
         if len(inputs) == 1:
             merged = dict(inputs[0])
-        else:
-            merged = {k: torch.cat([x[k] for x in inputs], dim=0) for k in inputs[0]}
+        else:  # prompts of other lengths are left-padded to the longest (the batch guarantee holds)
+            width = max(x["input_ids"].shape[1] for x in inputs)
+            merged = {
+                k: torch.cat([_left_pad(x[k], x["input_ids"].shape, width, pad_id, k) for x in inputs], dim=0)
+                for k in inputs[0]
+            }
         self.input_ids = merged.pop("input_ids")
         mask = merged.pop("attention_mask", None)
         self.attention_mask = torch.ones_like(self.input_ids) if mask is None else mask
@@ -240,17 +246,35 @@ class _Group:
         }
 
 
+def _per_token(tensor: torch.Tensor, ids_shape: torch.Size) -> bool:
+    return tensor.dim() == 2 and tensor.shape == ids_shape
+
+
+def _left_pad(
+    tensor: torch.Tensor, ids_shape: torch.Size, width: int, pad_id: int, name: str
+) -> torch.Tensor:
+    """A per-token tensor [B, T] padded on the left to ``width`` (pad id for input_ids, else 0)."""
+    if not _per_token(tensor, ids_shape) or tensor.shape[1] == width:
+        return tensor
+    fill = pad_id if name == "input_ids" else 0
+    return torch.nn.functional.pad(tensor, (width - tensor.shape[1], 0), value=fill)
+
+
 def _mergeable(main: Mapping[str, torch.Tensor], other: Mapping[str, torch.Tensor]) -> bool:
-    """Same keys and the same tensor shapes: the two can run as one batch."""
-    if set(main) != set(other):
+    """Same keys, the same image tensors and per-token tensors (ids, mask, token types) of any length:
+    the two can run as one left-padded batch."""
+    if set(main) != set(other) or "attention_mask" not in main:
         return False
-    return all(
-        isinstance(main[k], torch.Tensor)
-        and isinstance(other[k], torch.Tensor)
-        and main[k].shape == other[k].shape
-        and main[k].dtype == other[k].dtype
-        for k in main
-    )
+    a, b = main["input_ids"].shape, other["input_ids"].shape
+    for k in main:
+        x, y = main[k], other[k]
+        if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)) or x.dtype != y.dtype:
+            return False
+        if _per_token(x, a) and _per_token(y, b):
+            continue
+        if x.shape != y.shape:
+            return False
+    return True
 
 
 @torch.no_grad()
@@ -300,13 +324,14 @@ def decode(
     # hidden capture would see their rows; the others run as their own forward, before the main one.
     can_merge = tap is None and not hidden_layers
     merged = [b for b in branches if can_merge and _mergeable(inputs, b.inputs)]
-    main = _Group(["", *(b.name for b in merged)], [inputs, *(b.inputs for b in merged)], tapped=True)
+    eos = eos_token_ids(settings, model)
+    pad = _pad_id(settings, model, eos)
+    main_rows = [inputs, *(b.inputs for b in merged)]
+    main = _Group(["", *(b.name for b in merged)], main_rows, tapped=True, pad_id=pad)
     separate = [_Group([b.name], [b.inputs], tapped=b.tapped) for b in branches if b not in merged]
 
     input_ids = inputs["input_ids"]
     device = adapter.lm_head.weight.device
-    eos = eos_token_ids(settings, model)
-    pad = _pad_id(settings, model, eos)
     eos_tensor = torch.tensor(eos, device=input_ids.device, dtype=input_ids.dtype)
     procs = LogitsProcessorList(settings.logits_processors())
     if logits_processor:

@@ -8,6 +8,7 @@ from ..errors import ConfigError
 from .base import METHODS, BaseMethod, Method, register_method
 from .dola import DoLa, DoLaConfig  # each module registers its method on import
 from .dualpd import DualPD, DualPDConfig
+from .icd import ICD, ICDConfig
 from .pai import PAI, PAIConfig
 from .vcd import VCD, VCDConfig
 from .vea import VEA, VEAConfig
@@ -21,6 +22,7 @@ def get_method(name: str, **overrides: Any) -> Method:
 
 
 __all__ = [
+    "ICD",
     "METHODS",
     "PAI",
     "VCD",
@@ -30,6 +32,7 @@ __all__ = [
     "DoLaConfig",
     "DualPD",
     "DualPDConfig",
+    "ICDConfig",
     "Method",
     "PAIConfig",
     "VCDConfig",

@@ -23,6 +23,7 @@ from typing import ClassVar
 
 import torch
 
+from ..contrast import contrastive_scores
 from ..decoding import Branch, StepResult, StepState
 from ..errors import ConfigError
 from ..loading import LoadedModel, PreparedBatch
@@ -131,8 +132,7 @@ class VCDStep:
     def __call__(self, state: StepState) -> StepResult:
         cfg = self.config
         clean, noisy = state.readout(state.branches[NOISED])  # one lm_head call for both branches
-        cutoff = math.log(cfg.beta) + clean.max(dim=-1, keepdim=True).values
-        scores = ((1 + cfg.alpha) * clean - cfg.alpha * noisy).masked_fill(clean < cutoff, float("-inf"))
+        scores = contrastive_scores(clean, noisy, cfg.alpha, cfg.beta)
         trace = None
         if self.trace_enabled:
             top_clean, top_noisy = clean.argmax(-1), noisy.argmax(-1)
