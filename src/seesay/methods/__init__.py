@@ -6,6 +6,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from .base import METHODS, BaseMethod, Method, register_method
+from .deco import DeCo, DeCoConfig
 from .dola import DoLa, DoLaConfig  # each module registers its method on import
 from .dualpd import DualPD, DualPDConfig
 from .icd import ICD, ICDConfig
@@ -28,6 +29,8 @@ __all__ = [
     "VCD",
     "VEA",
     "BaseMethod",
+    "DeCo",
+    "DeCoConfig",
     "DoLa",
     "DoLaConfig",
     "DualPD",
