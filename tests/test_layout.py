@@ -64,3 +64,20 @@ def test_engine_does_not_import_the_test_kit():
     graph, _ = import_graph()
     users = sorted(m for m, targets in graph.items() if any(t.startswith("seesay.testing") for t in targets))
     assert all(m.startswith("seesay.testing") for m in users), users
+
+
+def test_start_up_imports_only_what_it_uses():
+    """`import seesay` imports neither torch nor transformers; the CLI (`seesay --help`) imports no
+    transformers (the tap's attention code, the logits processors, the processors load on first use)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, seesay; a = {'torch' in sys.modules, 'transformers' in sys.modules}; "
+        "import seesay.cli; b = 'transformers' in sys.modules; print(a == {False}, not b)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["True", "True"], done.stdout + done.stderr
+    code = "import sys; from seesay.cli import main; main(['--help']); print('transformers' in sys.modules)"
+    help_run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert help_run.stdout.strip().endswith("False")

@@ -867,9 +867,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI. Bad input and usage errors: one line, exit code 2; Ctrl-C: exit code 130."""
     args = sys.argv[1:] if argv is None else list(argv)
     _widen_help_when_piped()
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # stderr keeps seesay's own lines: progress, one-line errors
+    # stderr keeps seesay's own lines (progress, one-line errors): no Hugging Face progress bars. The
+    # variable is read when transformers is imported (not here: `seesay --help` does not import it).
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers.utils.logging" in sys.modules:
+        sys.modules["transformers.utils.logging"].disable_progress_bar()
     warnings.showwarning = _one_line_warning
     try:
         code = app(args=args, standalone_mode=False, prog_name="seesay")

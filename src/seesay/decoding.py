@@ -13,23 +13,17 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
-from transformers import (
-    LogitsProcessorList,
-    NoRepeatNGramLogitsProcessor,
-    RepetitionPenaltyLogitsProcessor,
-    StoppingCriteriaList,
-    TemperatureLogitsWarper,
-    TopKLogitsWarper,
-    TopPLogitsWarper,
-)
 
 from .adapters.base import ModelAdapter
 from .errors import ConfigError
 from .lens import HiddenCapture, capture_hidden
 from .tap import AttentionTap, attention_tap, tap_paused
+
+if TYPE_CHECKING:
+    from transformers import LogitsProcessorList, StoppingCriteriaList
 
 
 @dataclass(frozen=True)
@@ -64,6 +58,15 @@ class GenerationSettings:
 
     def logits_processors(self) -> LogitsProcessorList:
         """The standard processors in ``generate()``'s order (penalties, then sampling warpers)."""
+        from transformers import (
+            LogitsProcessorList,
+            NoRepeatNGramLogitsProcessor,
+            RepetitionPenaltyLogitsProcessor,
+            TemperatureLogitsWarper,
+            TopKLogitsWarper,
+            TopPLogitsWarper,
+        )
+
         procs = LogitsProcessorList()
         if self.repetition_penalty != 1.0:
             procs.append(RepetitionPenaltyLogitsProcessor(self.repetition_penalty))
@@ -333,7 +336,7 @@ def decode(
     input_ids = inputs["input_ids"]
     device = adapter.lm_head.weight.device
     eos_tensor = torch.tensor(eos, device=input_ids.device, dtype=input_ids.dtype)
-    procs = LogitsProcessorList(settings.logits_processors())
+    procs = settings.logits_processors()
     if logits_processor:
         procs.extend(logits_processor)
     generator = None

@@ -174,7 +174,10 @@ def load_model(
     source = model_source(name)
     if source is not None:  # NAME:SPEC served by a registered source (the test kit's tiny-random:FAMILY)
         loader, spec = source
-        return apply_max_pixels(loader(spec, device=device, name=name), max_pixels)
+        options: dict[str, Any] = {"device": device, "name": name}
+        if dtype not in (None, "auto"):  # a source that takes no dtype still loads with the default
+            options["dtype"] = _resolve_dtype(dtype)
+        return apply_max_pixels(loader(spec, **options), max_pixels)
 
     path = Path(name).expanduser()
     if _looks_like_path(name) and not path.exists():

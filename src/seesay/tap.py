@@ -39,9 +39,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-from transformers import AttentionInterface
-from transformers.integrations.sdpa_attention import sdpa_attention_forward
-from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 
 from .errors import ConfigError
 
@@ -129,9 +126,10 @@ class AttentionTap:
             ``"scores"``); each gets the layer's :class:`LayerScores` as the edits before it left them and
             returns a :class:`ScoreChange` or None (no change in this layer).
         keep_history: append each pass's records to :attr:`history` instead of only keeping the latest.
-        exact: also run sdpa for a decode step's single row and keep its output bit for bit. By default that
-            row's output is computed from the explicit probabilities (``p V``, float32 softmax), so attention
-            is not computed twice; the difference to sdpa is float rounding (<= 1e-6 in fp32).
+        exact: run sdpa for a decode step's single row too, and keep its output bit for bit wherever no
+            edit or head scale changes it (the default: in bfloat16 / float16 the explicit ``p V``
+            rounds differently, which can flip a greedy token). False computes that row's output from
+            the explicit probabilities instead (float32 softmax), so attention is not computed twice.
 
     ``seq_len`` (set by the decode loop before each pass) is the padded sequence length so far; it maps
     key indices of sliding-window caches, which hold fewer keys than positions, to absolute positions.
@@ -148,7 +146,7 @@ class AttentionTap:
     scale_chunk: int = 64
     edits: tuple[ScoreEdit, ...] = ()
     keep_history: bool = False
-    exact: bool = False
+    exact: bool = True
     records: dict[int, TapRecord] = field(default_factory=dict, init=False)
     history: list[dict[int, TapRecord]] = field(default_factory=list, init=False)
     seq_len: int | None = field(default=None, init=False)
@@ -184,6 +182,13 @@ class AttentionTap:
         if callable(self.head_scale):
             return self.head_scale(layer_scores)
         return self.head_scale.get(layer_scores.layer)
+
+
+def _sdpa(*args, **kwargs):
+    """transformers' sdpa attention (imported on first use: the tap runs only once registered)."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    return sdpa_attention_forward(*args, **kwargs)
 
 
 _ACTIVE_TAP: contextvars.ContextVar[AttentionTap | None] = contextvars.ContextVar("seesay_tap", default=None)
@@ -261,14 +266,10 @@ def _tap_attention(
     tap = _ACTIVE_TAP.get()
     layer = getattr(module, "layer_idx", None)
     if tap is None or layer is None or not tap.wants(layer):
-        return sdpa_attention_forward(
-            module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
-        )
+        return _sdpa(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
     out = None
     if query.shape[2] != 1 or tap.exact:
-        out, _ = sdpa_attention_forward(
-            module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
-        )
+        out, _ = _sdpa(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
 
     q_len, k_len = query.shape[2], key.shape[2]
     rows = slice(None) if tap.rows == "all" else slice(q_len - 1, q_len)
@@ -463,7 +464,10 @@ _REGISTERED = False
 def register_tap_attention() -> str:
     """Register the tap with transformers' attention and mask interfaces (idempotent); returns its name."""
     global _REGISTERED
-    if not _REGISTERED:
+    if not _REGISTERED:  # transformers' attention code is imported here, not when seesay is
+        from transformers import AttentionInterface
+        from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+
         AttentionInterface.register(TAP_ATTENTION, _tap_attention)
         AttentionMaskInterface.register(TAP_ATTENTION, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
         _REGISTERED = True

@@ -5,15 +5,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
-
-from transformers import LogitsProcessorList
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..decoding import Branch, DecodeOutput, GenerationSettings, StepHook, decode
 from ..errors import ConfigError
 from ..loading import LoadedModel, PreparedBatch
 from ..registry import Registry
 from ..tap import AttentionTap
+
+if TYPE_CHECKING:
+    from transformers import LogitsProcessorList
 
 METHODS: Registry[type[Method]] = Registry("method")
 register_method = METHODS.register  # @register_method("name") on a Method subclass

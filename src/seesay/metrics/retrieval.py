@@ -18,7 +18,6 @@ Without ties all three are the usual rank formulas.
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import rankdata
 
 
 def _arrays(scores, labels) -> tuple[np.ndarray, np.ndarray]:
@@ -35,6 +34,8 @@ def auroc(scores, labels) -> float:
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if n_pos == 0 or n_neg == 0:
         return float("nan")
+    from scipy.stats import rankdata
+
     ranks = rankdata(s)  # average ranks for ties
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 

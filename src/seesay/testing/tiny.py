@@ -573,9 +573,10 @@ _BUILDERS: dict[str, Callable[[PreTrainedTokenizerFast, int], _Built]] = {
 }
 
 
-def load_tiny_random(family: str, *, device: str | None = None, name: str | None = None):
+def load_tiny_random(family: str, *, device: str | None = None, name: str | None = None, dtype: Any = None):
     """The model source behind ``load_model("tiny-random:FAMILY")`` (entry point
-    ``seesay.model_sources``): the seeded random tiny model of ``family``, as a LoadedModel."""
+    ``seesay.model_sources``): the seeded random tiny model of ``family``, as a LoadedModel, in
+    ``dtype`` when one is given (a torch dtype or its name; "auto" / None: float32, as built)."""
     from seesay.adapters import get_adapter
     from seesay.errors import ModelLoadError
     from seesay.loading import LoadedModel
@@ -584,10 +585,12 @@ def load_tiny_random(family: str, *, device: str | None = None, name: str | None
         raise ModelLoadError(f"unknown tiny-random family {family!r}; choose from {', '.join(FAMILIES)}")
     tiny = build_tiny_vlm(family)
     model = tiny.model if device is None else tiny.model.to(device)
+    if dtype not in (None, "auto"):
+        model = model.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype)
     return LoadedModel(
         model,
         tiny.processor,
         get_adapter(model, tiny.processor),
         name=name or f"tiny-random:{family}",
-        info={"random_weights": True},
+        info={"random_weights": True, "dtype": str(model.dtype)},
     )
