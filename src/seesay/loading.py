@@ -337,6 +337,7 @@ class PreparedBatch:
     prompts: list[str]
     images: list[list[Image.Image]]
     questions: list[str] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)  # the user texts the prompts were built from
 
     @property
     def original_sizes(self) -> list[list[tuple[int, int]]]:
@@ -407,4 +408,10 @@ def build_inputs(
     inputs = {k: v.to(device) for k, v in inputs.items()}
     if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
         inputs["pixel_values"] = inputs["pixel_values"].to(loaded.model.dtype)
-    return PreparedBatch(inputs=inputs, prompts=list(prompts), images=per_sample, questions=list(questions))
+    return PreparedBatch(
+        inputs=inputs,
+        prompts=list(prompts),
+        images=per_sample,
+        questions=list(questions),
+        texts=list(questions),
+    )

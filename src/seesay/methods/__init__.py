@@ -13,6 +13,7 @@ from .icd import ICD, ICDConfig
 from .pai import PAI, PAIConfig
 from .vcd import VCD, VCDConfig
 from .vea import VEA, VEAConfig
+from .vicrop import ViCrop, ViCropConfig
 
 
 def get_method(name: str, **overrides: Any) -> Method:
@@ -40,6 +41,8 @@ __all__ = [
     "PAIConfig",
     "VCDConfig",
     "VEAConfig",
+    "ViCrop",
+    "ViCropConfig",
     "get_method",
     "register_method",
 ]
