@@ -55,12 +55,19 @@ class LayerScores:
 
     ``scores``: [B, H, R, K] float32, masked keys set to the dtype minimum; ``allowed``: [B, 1|H, R, K]
     bool, or None when every key is allowed (the usual case at a cached decode step without padding).
+    ``query_start``: the absolute (padded) position of the first of the R rows (the rows are consecutive).
     """
 
     layer: int
     scores: torch.Tensor
     allowed: torch.Tensor | None
     key_offset: int
+    query_start: int = 0
+
+    @property
+    def query_positions(self) -> torch.Tensor:
+        """[R] absolute positions of the rows."""
+        return torch.arange(self.scores.shape[2], device=self.scores.device) + self.query_start
 
     def norms(self, key_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Per-head L2 norm of the allowed scores, [B, H, R]; ``key_mask`` [B, K] restricts the keys."""
@@ -118,9 +125,10 @@ class AttentionTap:
         head_scale: per-layer [B, H] (or [H]) multipliers, or a callable ``LayerScores -> [B, H] | None``
             deciding in the same pass (e.g. from the layer's own scores).
         target: what a multiplier scales: the head's pre-softmax ``"scores"`` or its ``"output"`` row.
-        scale_rows: at a pass with several query rows (the prefill), scale the heads of the ``"last"`` row
-            only, or of ``"all"`` rows, each row with the multipliers the callable ``head_scale`` returns for
-            it (scores of ``scale_chunk`` rows at a time: memory O(heads x chunk x keys), never O(T^2)).
+        scale_rows: at a pass with several query rows (the prefill), scale and edit the ``"last"`` row
+            only, or ``"all"`` rows, each row with the multipliers the callable ``head_scale`` returns for
+            it and the ``edits`` (scores of ``scale_chunk`` rows at a time: memory O(heads x chunk x keys),
+            never O(T^2)); records stay the last row's.
         scale_chunk: rows per chunk for ``scale_rows="all"``.
         edits: score edits of the tapped rows, applied in order after ``head_scale`` (target
             ``"scores"``); each gets the layer's :class:`LayerScores` as the edits before it left them and
@@ -279,7 +287,8 @@ def _tap_attention(
 
     scores, allowed = _explicit_scores(query, key, rows, scale, attention_mask, is_causal)
     key_offset = max(0, (tap.seq_len or k_len) - k_len)
-    layer_scores = LayerScores(layer=layer, scores=scores, allowed=allowed, key_offset=key_offset)
+    first_row = key_offset + k_len - q_len + (0 if tap.rows == "all" else q_len - 1)
+    layer_scores = LayerScores(layer, scores, allowed, key_offset, first_row)
 
     norms = None
     if tap.record_score_norms:
@@ -311,7 +320,12 @@ def _tap_attention(
             out = _apply_head_scale(out, scores, allowed, gamma, rows, value, "output")
     elif gamma is not None:
         out = _apply_head_scale(out, scores, allowed, gamma, rows, value, tap.target)
-    if tap.scale_rows == "all" and tap.rows == "last" and q_len > 1 and callable(tap.head_scale):
+    if (
+        tap.scale_rows == "all"
+        and tap.rows == "last"
+        and q_len > 1
+        and (callable(tap.head_scale) or tap.edits)
+    ):
         out = _scale_earlier_rows(
             tap, layer, out, query, key, value, attention_mask, scale, is_causal, key_offset
         )
@@ -353,7 +367,7 @@ def _edited_scores(
         changed = True
     floor = torch.finfo(current.dtype).min
     for edit in tap.edits:
-        change = edit(LayerScores(base.layer, current, base.allowed, base.key_offset))
+        change = edit(LayerScores(base.layer, current, base.allowed, base.key_offset, base.query_start))
         if change is None:
             continue
         if change.scale is not None:
@@ -407,16 +421,22 @@ def _scale_earlier_rows(
     key_offset: int,
 ) -> torch.Tensor:
     """``scale_rows="all"``: every row before the last (the last is done by the caller) gets its own
-    multipliers from ``tap.head_scale``, ``tap.scale_chunk`` rows at a time."""
-    q_len = query.shape[2]
+    multipliers from ``tap.head_scale`` and its own score edits, ``tap.scale_chunk`` rows at a time
+    (memory O(heads x chunk x keys))."""
+    q_len, k_len = query.shape[2], key.shape[2]
     for start in range(0, q_len - 1, tap.scale_chunk):
         rows = slice(start, min(start + tap.scale_chunk, q_len - 1))
         scores, allowed = _explicit_scores(query, key, rows, scale, attention_mask, is_causal)
-        chunk = LayerScores(layer=layer, scores=scores, allowed=allowed, key_offset=key_offset)
-        gamma = _multipliers(tap._scale_for(chunk), query)
-        if gamma is None:
-            continue
-        out = _apply_head_scale(out, scores, allowed, gamma, rows, value, tap.target)
+        chunk = LayerScores(layer, scores, allowed, key_offset, key_offset + k_len - q_len + start)
+        gamma = _multipliers(tap._scale_for(chunk), query) if callable(tap.head_scale) else None
+        scale_scores = gamma is not None and tap.target == "scores"
+        edited = _edited_scores(tap, chunk, gamma if scale_scores else None, query) if tap.edits else None
+        if edited is not None:
+            out = _apply_edited(out, scores, edited, rows, value)
+            if gamma is not None and not scale_scores:
+                out = _apply_head_scale(out, scores, allowed, gamma, rows, value, "output")
+        elif gamma is not None:
+            out = _apply_head_scale(out, scores, allowed, gamma, rows, value, tap.target)
     return out
 
 

@@ -11,6 +11,7 @@ from .dola import DoLa, DoLaConfig  # each module registers its method on import
 from .dualpd import DualPD, DualPDConfig
 from .icd import ICD, ICDConfig
 from .pai import PAI, PAIConfig
+from .var import VAR, VARConfig
 from .vcd import VCD, VCDConfig
 from .vea import VEA, VEAConfig
 from .vicrop import ViCrop, ViCropConfig
@@ -27,6 +28,7 @@ __all__ = [
     "ICD",
     "METHODS",
     "PAI",
+    "VAR",
     "VCD",
     "VEA",
     "BaseMethod",
@@ -39,6 +41,7 @@ __all__ = [
     "ICDConfig",
     "Method",
     "PAIConfig",
+    "VARConfig",
     "VCDConfig",
     "VEAConfig",
     "ViCrop",

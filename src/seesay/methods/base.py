@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -64,17 +65,20 @@ class Method:
         """The engine's decode loop with what :meth:`plan` declares (the one ``generate`` of every
         method)."""
         plan = self.plan(loaded, batch)
-        out = decode(
-            loaded.model,
-            plan.inputs if plan.inputs is not None else batch.inputs,
-            adapter=loaded.adapter,
-            settings=settings,
-            hook=plan.hook,
-            tap=plan.tap,
-            hidden_layers=plan.hidden_layers,
-            branches=plan.branches,
-            logits_processor=logits_processor,
-        )
+        with contextlib.ExitStack() as stack:
+            for context in plan.contexts:  # e.g. forward hooks whose readings the tap's edits use
+                stack.enter_context(context)
+            out = decode(
+                loaded.model,
+                plan.inputs if plan.inputs is not None else batch.inputs,
+                adapter=loaded.adapter,
+                settings=settings,
+                hook=plan.hook,
+                tap=plan.tap,
+                hidden_layers=plan.hidden_layers,
+                branches=plan.branches,
+                logits_processor=logits_processor,
+            )
         out.forward_passes += plan.passes_before
         out.forward_calls += plan.passes_before
         if plan.evidence is not None:
@@ -90,15 +94,18 @@ class EnginePlan:
     records, score norms, head scales, score edits); ``hidden_layers``: decoder layers whose last-position
     hidden state the hook reads; ``branches``: input variants advanced in lockstep with their own caches
     (:class:`~seesay.decoding.Branch`: VCD's noised image; their hidden states in the hook's
-    ``state.branches``); ``inputs``: inputs to decode instead of the batch's (VEA's highlighted
-    images); ``passes_before``: forward passes the method ran before decoding; ``evidence``: per-sample
-    evidence to return; ``finish``: a last look at the output (e.g. a trace of the whole answer).
+    ``state.branches``); ``contexts``: context managers held open while decoding (forward hooks whose
+    readings the tap's edits use: VAR's sink marks); ``inputs``: inputs to decode instead of the
+    batch's (VEA's highlighted images); ``passes_before``: forward passes the method ran before
+    decoding; ``evidence``: per-sample evidence to return; ``finish``: a last look at the output (e.g. a
+    trace of the whole answer).
     """
 
     hook: StepHook | None = None
     tap: AttentionTap | None = None
     hidden_layers: tuple[int, ...] = ()
     branches: tuple[Branch, ...] = ()
+    contexts: tuple[contextlib.AbstractContextManager, ...] = ()
     inputs: dict | None = None
     passes_before: int = 0
     evidence: list | None = None
