@@ -26,7 +26,7 @@ def test_registry_refuses_a_name_twice():
 
 
 def test_methods_tasks_and_adapters_share_it():
-    assert set(METHODS) == {"base", "dola", "dualpd", "vcd", "vea"}
+    assert set(METHODS) == {"base", "dola", "dualpd", "vcd", "vea", "pai", "icd", "deco", "var", "vicrop"}
     assert all(cls.name == name for name, cls in METHODS.items())
     with pytest.raises(ValueError, match="method 'dualpd' is registered twice"):
 
@@ -47,7 +47,10 @@ def test_methods_tasks_and_adapters_share_it():
 
     assert tuple(ADAPTER_REGISTRY.values()) == ADAPTERS and len(ADAPTERS) == 6
     assert [a.family for a in ADAPTERS] == list(ADAPTER_REGISTRY)
-    with pytest.raises(ConfigError, match="unknown method 'nope'; available: base, dola, dualpd, vcd, vea"):
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown method 'nope'; available: base, deco, dola, dualpd, icd, pai, var, vcd, vea, vicr",
+    ):
         get_method("nope")
 
 
