@@ -288,3 +288,33 @@ def test_vcd_cached_noisy_steps_equal_a_direct_recomputation(merged):
         keep = clean >= math.log(0.2) + clean.max(-1, keepdim=True).values
         want = torch.where(keep, 1.5 * clean - 0.5 * noisy, float("-inf"))
         assert torch.allclose(scores, want, atol=1e-4), t
+
+
+def test_a_tapped_branch_of_its_own_sees_its_own_positions():
+    """A branch run as its own forward with ``tapped=True``: the tap's edits see the branch's key offset
+    and query positions, and the main pass's records (kept per step) are not mixed with the branch's."""
+    from seesay.decoding import Branch, decode
+    from seesay.tap import AttentionTap
+    from seesay.variants import text_only
+    from tests.conftest import loaded_tiny
+
+    loaded = loaded_tiny("llava")
+    batch = build_inputs(loaded, [tiny_image(24, 24)], ["what is the color ?"])
+    short = text_only(loaded.adapter, batch.inputs, 0)
+    seen = []
+
+    def edit(scores):
+        seen.append((scores.scores.shape[-1], scores.key_offset, scores.query_start))
+
+    tap = AttentionTap(layers=[0], record="mean", edits=(edit,), keep_history=True)
+    steps = 3
+    decode(loaded.model, batch.inputs, adapter=loaded.adapter, tap=tap, hook=lambda s: s.logits,
+           branches=(Branch("text", short, tapped=True),),
+           settings=GenerationSettings(max_new_tokens=steps, eos_token_id=[]))  # fmt: skip
+    t_main, t_text = batch.inputs["input_ids"].shape[1], short["input_ids"].shape[1]
+    branch_calls = [s for i, s in enumerate(seen) if i % 2 == 0]  # the branch runs first at every step
+    main_calls = [s for i, s in enumerate(seen) if i % 2 == 1]
+    assert branch_calls == [(t_text + i, 0, t_text - 1 + i) for i in range(steps)]
+    assert main_calls == [(t_main + i, 0, t_main - 1 + i) for i in range(steps)]
+    assert len(tap.history) == steps - 1  # one entry per main pass (the last stays in records)
+    assert all(rec[0].probs.shape[-1] == t_main + i for i, rec in enumerate(tap.history))

@@ -52,6 +52,7 @@ def test_synonym_list_is_the_papers():
         ("A cell phone, a bow tie, a bow.", [("cell phone", "cell phone"), ("tie", "tie"), ("bow", "tie")]),
         ("An iPhone and a cheesecake.", []),  # the list's quirks, as in the paper's code
         ("Nothing but sky and grass.", []),
+        ("A dog's tail near a man's bike.", [("dog", "dog"), ("man", "person"), ("bike", "bicycle")]),
     ],
 )  # fmt: skip
 def test_caption_objects_by_hand(caption, expected):

@@ -39,3 +39,16 @@ def test_strength_zero_is_plain_greedy_in_every_dtype(family, dtype):
     for name, options in ZERO.items():
         out = get_method(name, **options).generate(loaded, batch, settings)
         assert torch.equal(out.sequences, plain), name
+
+
+def test_dtype_aliases_and_sources_without_a_dtype():
+    from seesay.loading import register_model_source
+    from seesay.testing.tiny import load_tiny_random
+
+    assert load_tiny_random("llava", dtype="bf16").model.dtype == torch.bfloat16
+
+    @register_model_source("no-dtype-test")
+    def _source(spec, *, device=None, name=None):
+        return load_tiny_random(spec, device=device, name=name)
+
+    assert load_model("no-dtype-test:llava", dtype="bfloat16").model.dtype == torch.float32  # its default

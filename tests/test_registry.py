@@ -143,3 +143,15 @@ def test_the_writing_a_method_example_runs():
         get_method("boost", alpha=2.0).generate(loaded, batch, settings)
     finally:
         METHODS.pop("boost", None)
+
+
+@pytest.mark.parametrize(
+    ("method", "options"),
+    [("var", {"sink_dims": 5}), ("icd", {"prefix": 5}), ("deco", {"layers": ["a"]}),
+     ("vicrop", {"general_prompt": 3}), ("pai", {"end_layer": "x"}), ("vcd", {"alpha": "x"})],
+)  # fmt: skip
+def test_option_values_of_the_wrong_type_are_one_config_error(method, options):
+    from seesay.methods import get_method
+
+    with pytest.raises(ConfigError, match=f"method '{method}': invalid option value"):
+        get_method(method, **options)

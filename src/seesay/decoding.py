@@ -356,9 +356,14 @@ def decode(
         for step in range(settings.max_new_tokens):
             branch_hidden: dict[str, torch.Tensor] = {}
             for group in separate:  # before the main pass, so that its records and captures are the last
+                group_inputs = group.step_inputs(adapter, step, next_tokens)
+                if group.tapped and active_tap is not None:  # its own positions; its records not kept
+                    active_tap.new_pass()
+                    active_tap.seq_len = group.attention_mask.shape[1]
                 with contextlib.nullcontext() if group.tapped else tap_paused():
-                    out, group.cache = cached_forward(adapter, group.step_inputs(adapter, step, next_tokens),
-                                                      group.cache)  # fmt: skip
+                    out, group.cache = cached_forward(adapter, group_inputs, group.cache)
+                if group.tapped and active_tap is not None:
+                    active_tap.records = {}
                 branch_hidden[group.names[0]] = out.last_hidden_state[:, -1]
                 passes += 1
                 calls += 1

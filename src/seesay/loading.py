@@ -175,7 +175,7 @@ def load_model(
     if source is not None:  # NAME:SPEC served by a registered source (the test kit's tiny-random:FAMILY)
         loader, spec = source
         options: dict[str, Any] = {"device": device, "name": name}
-        if dtype not in (None, "auto"):  # a source that takes no dtype still loads with the default
+        if dtype not in (None, "auto") and _takes(loader, "dtype"):  # else: the source's own default
             options["dtype"] = _resolve_dtype(dtype)
         return apply_max_pixels(loader(spec, **options), max_pixels)
 
@@ -224,6 +224,17 @@ def load_model(
         info["weights"] = weights_fingerprint(Path(source))
     loaded = LoadedModel(model, processor, get_adapter(model, processor), name=name, info=info)
     return apply_max_pixels(loaded, max_pixels)
+
+
+def _takes(fn: Callable[..., Any], name: str) -> bool:
+    """Whether ``fn`` accepts the keyword ``name`` (by name or through ``**kwargs``)."""
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
 MODEL_SOURCES: Registry[Callable[..., LoadedModel]] = Registry("model source")

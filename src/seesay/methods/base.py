@@ -48,7 +48,14 @@ class Method:
         if unknown:
             known = ", ".join(sorted(fields)) or "none"
             raise ConfigError(f"method {cls.name!r} has no option(s) {', '.join(unknown)}; options: {known}")
-        return cls(cls.config_class(**overrides))
+        try:
+            config = cls.config_class(**overrides)
+        except ConfigError:
+            raise
+        except (TypeError, ValueError, AttributeError) as err:  # a value of the wrong type (--set k=v)
+            shown = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
+            raise ConfigError(f"method {cls.name!r}: invalid option value in {shown} ({err})") from None
+        return cls(config)
 
     def plan(self, loaded: LoadedModel, batch: PreparedBatch) -> EnginePlan:
         """What this method asks of the engine for ``batch``: its per-step hook, its tap, the hidden

@@ -7,8 +7,9 @@ VCD's contrast and plausibility constraint:
 
     scores = (1 + alpha) z - alpha z'    on {v : z_v >= log beta + max z}; -inf elsewhere
 
-At ``alpha == 0`` no second branch runs and decoding is plain. The disturbed prompt is longer, so the
-engine runs the branch as its own forward (its own KV cache) in lockstep with the main batch.
+At ``alpha == 0`` no second branch runs and decoding is plain. The branch has its own KV cache; its
+images match the batch's, so the engine runs it in the main forward as one left-padded 2B batch (the
+disturbed prompt is a few tokens longer).
 """
 
 from __future__ import annotations

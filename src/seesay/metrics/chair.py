@@ -17,8 +17,9 @@ ground-truth categories, summed over captions.
 Two choices differ from the paper's code, both offline and documented in docs/evaluation.md:
 
 * words: the code uses NLTK's ``word_tokenize`` (which needs a downloaded model) and pattern.en's
-  ``singularize``; seesay splits on runs of letters, digits, apostrophes and inner hyphens, and
-  singularizes with ``lemminflect``'s noun lemma, keeping a word that is already in the synonym list;
+  ``singularize``; seesay takes runs of letters and digits with inner hyphens (NLTK keeps "hot-dog"
+  one token; an apostrophe splits, so "dog's" gives dog, as NLTK's "'s" does), and singularizes with
+  ``lemminflect``'s noun lemma, keeping a word that is already in the synonym list;
 * the list is read as the code reads it (each line split on ", "), so the entries that follow a double
   space (" motor bike", " cheesecake") and "iPhone" (captions are lower-cased) never match, as there.
 """
@@ -48,7 +49,7 @@ DOUBLE_WORDS = (
 ANIMAL_WORDS = ("bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe",
                 "animal", "cub")  # fmt: skip
 VEHICLE_WORDS = ("jet", "train")
-_WORD = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
+_WORD = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")  # apostrophes split ("dog's" -> dog, s), as NLTK's
 
 
 @cache

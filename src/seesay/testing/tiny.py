@@ -586,7 +586,9 @@ def load_tiny_random(family: str, *, device: str | None = None, name: str | None
     tiny = build_tiny_vlm(family)
     model = tiny.model if device is None else tiny.model.to(device)
     if dtype not in (None, "auto"):
-        model = model.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype)
+        from seesay.loading import _resolve_dtype  # "bf16", "bfloat16", torch.bfloat16, ...
+
+        model = model.to(_resolve_dtype(dtype))
     return LoadedModel(
         model,
         tiny.processor,
