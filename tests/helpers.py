@@ -36,3 +36,17 @@ def block_canvases(loaded, inputs, layout) -> list[torch.Tensor]:
         grid = stitch(pv[: n_tiles - 1], h // t, w // t)
         return [grid] * (n_tiles - 1) + [pv[n_tiles - 1]]
     raise AssertionError(family)
+
+
+def assert_batch_equals_alone(family: str, method: str, settings) -> None:
+    """``method``'s answers for the three conftest questions, asked as one left-padded batch, equal its
+    answers asked one at a time on the tiny ``family`` model."""
+    import seesay
+    from tests.conftest import QUESTIONS, images, loaded_tiny
+
+    loaded = loaded_tiny(family)
+    imgs = images(3)
+    batch = seesay.ask_batch(loaded, imgs, QUESTIONS, method=method, settings=settings)
+    for i, answer in enumerate(batch):
+        alone = seesay.ask_batch(loaded, [imgs[i]], [QUESTIONS[i]], method=method, settings=settings)[0]
+        assert answer.token_ids == alone.token_ids, (family, i)

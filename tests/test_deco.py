@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-import seesay
 from seesay.decoding import GenerationSettings, decode
 from seesay.errors import ConfigError
 from seesay.loading import build_inputs
 from seesay.methods import DeCo, DeCoConfig
 from seesay.methods.deco import deco_scores
 from tests.conftest import QUESTIONS, images, loaded_tiny
+from tests.helpers import assert_batch_equals_alone
 
 SETTINGS = GenerationSettings(max_new_tokens=5)
 
@@ -95,12 +95,7 @@ def test_deco_layer_interval_and_config():
 
 @pytest.mark.parametrize("family", ["llava", "qwen2_5_vl", "internvl"])
 def test_deco_batch_equals_one_at_a_time(family):
-    loaded = loaded_tiny(family)
-    imgs = images(3)
-    batch = seesay.ask_batch(loaded, imgs, QUESTIONS, method="deco", settings=SETTINGS)
-    for i, answer in enumerate(batch):
-        alone = seesay.ask_batch(loaded, [imgs[i]], [QUESTIONS[i]], method="deco", settings=SETTINGS)[0]
-        assert answer.token_ids == alone.token_ids, (family, i)
+    assert_batch_equals_alone(family, "deco", SETTINGS)
 
 
 def test_deco_cli(tmp_path, capsys):

@@ -9,7 +9,6 @@ import math
 import pytest
 import torch
 
-import seesay
 from seesay.decoding import GenerationSettings, decode
 from seesay.errors import ConfigError
 from seesay.loading import build_inputs
@@ -17,6 +16,7 @@ from seesay.methods import ICD, ICDConfig
 from seesay.methods.icd import DISTURBED
 from seesay.variants import insert_before_question
 from tests.conftest import QUESTIONS, images, loaded_tiny
+from tests.helpers import assert_batch_equals_alone
 
 SETTINGS = GenerationSettings(max_new_tokens=5)
 
@@ -67,12 +67,7 @@ def test_icd_scores_equal_a_direct_computation(family):
 
 @pytest.mark.parametrize("family", ["llava", "gemma3", "internvl"])
 def test_icd_batch_equals_one_at_a_time(family):
-    loaded = loaded_tiny(family)
-    imgs = images(3)
-    batch = seesay.ask_batch(loaded, imgs, QUESTIONS, method="icd", settings=SETTINGS)
-    for i, answer in enumerate(batch):
-        alone = seesay.ask_batch(loaded, [imgs[i]], [QUESTIONS[i]], method="icd", settings=SETTINGS)[0]
-        assert answer.token_ids == alone.token_ids, (family, i)
+    assert_batch_equals_alone(family, "icd", SETTINGS)
 
 
 def test_icd_config_cli_and_eval(tmp_path, capsys):

@@ -11,7 +11,6 @@ import torch
 from transformers import AttentionInterface, AttentionMaskInterface
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
 
-import seesay
 from seesay.decoding import GenerationSettings, decode
 from seesay.errors import ConfigError
 from seesay.loading import build_inputs
@@ -19,6 +18,7 @@ from seesay.methods import PAI, PAIConfig
 from seesay.methods.pai import TEXT_ONLY, guided_scores
 from seesay.variants import text_only
 from tests.conftest import QUESTIONS, images, loaded_tiny
+from tests.helpers import assert_batch_equals_alone
 
 SETTINGS = GenerationSettings(max_new_tokens=5)
 
@@ -138,12 +138,7 @@ def test_text_only_branch_and_guided_scores_equal_a_direct_computation():
 
 @pytest.mark.parametrize("family", ["llava", "qwen2_vl", "gemma3"])
 def test_pai_batch_equals_one_at_a_time(family):
-    loaded = loaded_tiny(family)
-    imgs = images(3)
-    batch = seesay.ask_batch(loaded, imgs, QUESTIONS, method="pai", settings=SETTINGS)
-    for i, answer in enumerate(batch):
-        alone = seesay.ask_batch(loaded, [imgs[i]], [QUESTIONS[i]], method="pai", settings=SETTINGS)[0]
-        assert answer.token_ids == alone.token_ids, (family, i)
+    assert_batch_equals_alone(family, "pai", SETTINGS)
 
 
 def test_pai_config_and_cli(tmp_path, capsys):

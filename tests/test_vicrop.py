@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-import seesay
 from seesay.decoding import GenerationSettings
 from seesay.errors import ConfigError
 from seesay.loading import build_inputs
@@ -16,6 +15,7 @@ from seesay.methods import ViCrop, ViCropConfig
 from seesay.methods.vicrop import adaptive_box, grid_average
 from seesay.testing.tiny import FAMILIES
 from tests.conftest import QUESTIONS, images, loaded_tiny
+from tests.helpers import assert_batch_equals_alone
 
 SETTINGS = GenerationSettings(max_new_tokens=4)
 
@@ -123,12 +123,7 @@ def test_vicrop_answers_from_the_image_and_its_crop(family):
 
 @pytest.mark.parametrize("family", ["llava", "gemma3"])
 def test_vicrop_batch_equals_one_at_a_time(family):
-    loaded = loaded_tiny(family)
-    imgs = images(3)
-    batch = seesay.ask_batch(loaded, imgs, QUESTIONS, method="vicrop", settings=SETTINGS)
-    for i, answer in enumerate(batch):
-        alone = seesay.ask_batch(loaded, [imgs[i]], [QUESTIONS[i]], method="vicrop", settings=SETTINGS)[0]
-        assert answer.token_ids == alone.token_ids, (family, i)
+    assert_batch_equals_alone(family, "vicrop", SETTINGS)
 
 
 def test_vicrop_config_and_cli(tmp_path, capsys):

@@ -344,7 +344,8 @@ def decode(
         generator = torch.Generator(device=device).manual_seed(settings.seed)
 
     prompt_length = input_ids.shape[1]
-    attention_mask = inputs["attention_mask"]
+    # The hook's view of the batch's mask: the main group's own, unless merged branches padded its rows.
+    own_mask = inputs["attention_mask"] if len(main.names) > 1 else None
     unfinished = torch.ones(batch_size, dtype=torch.bool, device=input_ids.device)
     trace: list[list[dict[str, Any]]] = []
     passes = calls = 0
@@ -382,7 +383,7 @@ def decode(
             state = StepState(
                 step=step,
                 input_ids=input_ids,
-                attention_mask=attention_mask,
+                attention_mask=main.attention_mask if own_mask is None else own_mask,
                 final_hidden=last[:batch_size],
                 unfinished=unfinished,
                 adapter=adapter,
@@ -407,9 +408,8 @@ def decode(
                 next_tokens = scores.argmax(dim=-1)
             next_tokens = torch.where(unfinished, next_tokens.to(input_ids.device), pad)
             input_ids = torch.cat([input_ids, next_tokens[:, None]], dim=-1)
-            attention_mask = torch.cat(
-                [attention_mask, attention_mask.new_ones((attention_mask.shape[0], 1))], -1
-            )
+            if own_mask is not None:
+                own_mask = torch.cat([own_mask, own_mask.new_ones((batch_size, 1))], -1)
             if eos:
                 unfinished = unfinished & ~torch.isin(next_tokens, eos_tensor)
             if stopping_criteria is not None:

@@ -194,11 +194,17 @@ class AttentionTap:
         return self.head_scale.get(layer_scores.layer)
 
 
-def _sdpa(*args, **kwargs):
-    """transformers' sdpa attention (imported on first use: the tap runs only once registered)."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+_SDPA: Callable | None = None
 
-    return sdpa_attention_forward(*args, **kwargs)
+
+def _sdpa(*args, **kwargs):
+    """transformers' sdpa attention (imported once, on first use: `import seesay` does not pay for it)."""
+    global _SDPA
+    if _SDPA is None:
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        _SDPA = sdpa_attention_forward
+    return _SDPA(*args, **kwargs)
 
 
 _ACTIVE_TAP: contextvars.ContextVar[AttentionTap | None] = contextvars.ContextVar("seesay_tap", default=None)
@@ -300,9 +306,8 @@ def _tap_attention(
             key_mask = keys_from_positions(tap.score_norm_keys.to(query.device), key_offset, k_len)
         norms = layer_scores.norms(key_mask)
 
-    gamma = _multipliers(tap._scale_for(layer_scores), query)
+    gamma, edited = _changes(tap, layer_scores, query)
     scale_scores = gamma is not None and tap.target == "scores"
-    edited = _edited_scores(tap, layer_scores, gamma if scale_scores else None, query) if tap.edits else None
     p = None
     if tap.record != "none" or (out is None and not scale_scores and edited is None):
         p = torch.softmax(scores, dim=-1)  # the unmodified row: what is recorded
@@ -317,12 +322,8 @@ def _tap_attention(
             out = _rows_output(p, value)
         if gamma is not None and not scale_scores:
             out = out * gamma[:, None, :, None].to(out.dtype)
-    elif edited is not None:
-        out = _apply_edited(out, scores, edited, rows, value)
-        if gamma is not None and not scale_scores:
-            out = _apply_head_scale(out, scores, allowed, gamma, rows, value, "output")
-    elif gamma is not None:
-        out = _apply_head_scale(out, scores, allowed, gamma, rows, value, tap.target)
+    else:
+        out = _change_rows(out, scores, allowed, gamma, edited, rows, value, tap.target)
     if (
         tap.scale_rows == "all"
         and tap.rows == "last"
@@ -431,15 +432,40 @@ def _scale_earlier_rows(
         rows = slice(start, min(start + tap.scale_chunk, q_len - 1))
         scores, allowed = _explicit_scores(query, key, rows, scale, attention_mask, is_causal)
         chunk = LayerScores(layer, scores, allowed, key_offset, key_offset + k_len - q_len + start)
-        gamma = _multipliers(tap._scale_for(chunk), query) if callable(tap.head_scale) else None
-        scale_scores = gamma is not None and tap.target == "scores"
-        edited = _edited_scores(tap, chunk, gamma if scale_scores else None, query) if tap.edits else None
-        if edited is not None:
-            out = _apply_edited(out, scores, edited, rows, value)
-            if gamma is not None and not scale_scores:
-                out = _apply_head_scale(out, scores, allowed, gamma, rows, value, "output")
-        elif gamma is not None:
-            out = _apply_head_scale(out, scores, allowed, gamma, rows, value, tap.target)
+        gamma, edited = _changes(tap, chunk, query, per_row_scales=callable(tap.head_scale))
+        out = _change_rows(out, scores, allowed, gamma, edited, rows, value, tap.target)
+    return out
+
+
+def _changes(
+    tap: AttentionTap, scores: LayerScores, query: torch.Tensor, per_row_scales: bool = True
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """A layer's head multipliers (None: no head scale; ``per_row_scales=False``: not asked for these
+    rows) and its edited scores (None: no edit changed them), gamma folded in for ``target="scores"``."""
+    gamma = _multipliers(tap._scale_for(scores), query) if per_row_scales else None
+    on_scores = gamma if gamma is not None and tap.target == "scores" else None
+    edited = _edited_scores(tap, scores, on_scores, query) if tap.edits else None
+    return gamma, edited
+
+
+def _change_rows(
+    out: torch.Tensor,
+    scores: torch.Tensor,
+    allowed: torch.Tensor | None,
+    gamma: torch.Tensor | None,
+    edited: torch.Tensor | None,
+    rows: slice,
+    value: torch.Tensor,
+    target: ScaleTarget,
+) -> torch.Tensor:
+    """``rows`` of the sdpa output ``out`` after the edits and head scales; rows and heads nothing changed
+    keep sdpa's output bit for bit."""
+    if edited is not None:
+        out = _apply_edited(out, scores, edited, rows, value)
+        if gamma is not None and target == "output":
+            out = _apply_head_scale(out, scores, allowed, gamma, rows, value, "output")
+    elif gamma is not None:
+        out = _apply_head_scale(out, scores, allowed, gamma, rows, value, target)
     return out
 
 

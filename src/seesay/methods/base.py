@@ -8,7 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..decoding import Branch, DecodeOutput, GenerationSettings, StepHook, decode
+import torch
+
+from ..decoding import Branch, DecodeOutput, GenerationSettings, StepHook, StepResult, StepState, decode
 from ..errors import ConfigError
 from ..loading import LoadedModel, PreparedBatch
 from ..registry import Registry
@@ -91,6 +93,34 @@ class Method:
         if plan.evidence is not None:
             out.evidence = plan.evidence
         return plan.finish(out) if plan.finish is not None else out
+
+
+class BranchContrastStep:
+    """A per-step hook that reads the batch's and one branch's logits in one lm_head call and combines
+    them (:meth:`combine`); its trace gives each sample's top token on both sides, under
+    :attr:`trace_keys`. VCD, ICD and PAI are this with their own branch and formula."""
+
+    branch: ClassVar[str] = ""
+    trace_keys: ClassVar[tuple[str, str]] = ("top", "branch_top")
+
+    def __init__(self, config: MethodConfig, trace: bool = False):
+        self.config = config
+        self.trace_enabled = trace
+
+    def combine(self, logits: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+        """Next-token scores [B, V] from the batch's and the branch's logits."""
+        raise NotImplementedError
+
+    def __call__(self, state: StepState) -> StepResult:
+        logits, other = state.readout(state.branches[self.branch])
+        trace = None
+        if self.trace_enabled:
+            mine, theirs = self.trace_keys
+            trace = [
+                {"step": state.step, mine: int(a), theirs: int(b)}
+                for a, b in zip(logits.argmax(-1), other.argmax(-1), strict=True)
+            ]
+        return StepResult(self.combine(logits, other), trace)
 
 
 @dataclass

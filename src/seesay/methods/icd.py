@@ -17,12 +17,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+import torch
+
 from ..contrast import contrastive_scores
-from ..decoding import Branch, StepResult, StepState
+from ..decoding import Branch
 from ..errors import ConfigError
 from ..loading import LoadedModel, PreparedBatch
 from ..variants import insert_before_question, with_prompts
-from .base import EnginePlan, Method, MethodConfig, register_method
+from .base import BranchContrastStep, EnginePlan, Method, MethodConfig, register_method
 
 DISTURBED = "disturbed"
 
@@ -50,23 +52,14 @@ class ICDConfig(MethodConfig):
             raise ConfigError("icd prefix must not be empty")
 
 
-class ICDStep:
+class ICDStep(BranchContrastStep):
     """Per step: the disturbed branch's readout with the main one, then the contrast."""
 
-    def __init__(self, config: ICDConfig, trace: bool = False):
-        self.config = config
-        self.trace_enabled = trace
+    branch = DISTURBED
+    trace_keys = ("top", "disturbed_top")
 
-    def __call__(self, state: StepState) -> StepResult:
-        cfg = self.config
-        plain, disturbed = state.readout(state.branches[DISTURBED])
-        trace = None
-        if self.trace_enabled:
-            trace = [
-                {"step": state.step, "top": int(a), "disturbed_top": int(b)}
-                for a, b in zip(plain.argmax(-1), disturbed.argmax(-1), strict=True)
-            ]
-        return StepResult(contrastive_scores(plain, disturbed, cfg.alpha, cfg.beta), trace)
+    def combine(self, logits: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+        return contrastive_scores(logits, other, self.config.alpha, self.config.beta)
 
 
 @register_method("icd")

@@ -24,12 +24,12 @@ from typing import ClassVar
 
 import torch
 
-from ..decoding import Branch, StepResult, StepState
+from ..decoding import Branch
 from ..errors import ConfigError
 from ..loading import LoadedModel, PreparedBatch
 from ..tap import AttentionTap, LayerScores, ScoreChange, keys_from_positions
 from ..variants import text_only
-from .base import EnginePlan, Method, MethodConfig, register_method
+from .base import BranchContrastStep, EnginePlan, Method, MethodConfig, register_method
 
 TEXT_ONLY = "text_only"
 
@@ -86,24 +86,14 @@ def guided_scores(
     return (gamma * (s - u) + u).masked_fill(s < cutoff, float("-inf"))
 
 
-class PAIStep:
+class PAIStep(BranchContrastStep):
     """Per step: the text-only branch's readout with the image branch's, then :func:`guided_scores`."""
 
-    def __init__(self, config: PAIConfig, trace: bool = False):
-        self.config = config
-        self.trace_enabled = trace
+    branch = TEXT_ONLY
+    trace_keys = ("image_top", "text_top")
 
-    def __call__(self, state: StepState) -> StepResult:
-        cfg = self.config
-        image, text = state.readout(state.branches[TEXT_ONLY])
-        scores = guided_scores(image, text, cfg.gamma, cfg.beta)
-        trace = None
-        if self.trace_enabled:
-            trace = [
-                {"step": state.step, "image_top": int(a), "text_top": int(b)}
-                for a, b in zip(image.argmax(-1), text.argmax(-1), strict=True)
-            ]
-        return StepResult(scores, trace)
+    def combine(self, logits: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+        return guided_scores(logits, other, self.config.gamma, self.config.beta)
 
 
 @register_method("pai")

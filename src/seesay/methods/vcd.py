@@ -24,10 +24,10 @@ from typing import ClassVar
 import torch
 
 from ..contrast import contrastive_scores
-from ..decoding import Branch, StepResult, StepState
+from ..decoding import Branch
 from ..errors import ConfigError
 from ..loading import LoadedModel, PreparedBatch
-from .base import EnginePlan, Method, MethodConfig, register_method
+from .base import BranchContrastStep, EnginePlan, Method, MethodConfig, register_method
 
 
 @dataclass(frozen=True)
@@ -122,25 +122,14 @@ def rows_per_sample(inputs: dict[str, torch.Tensor], image_mask: torch.Tensor) -
 NOISED = "noised"
 
 
-class VCDStep:
+class VCDStep(BranchContrastStep):
     """The per-step hook: contrasts the clean logits with the noised branch's (engine-run, its own cache)."""
 
-    def __init__(self, config: VCDConfig, trace: bool = False):
-        self.config = config
-        self.trace_enabled = trace
+    branch = NOISED
+    trace_keys = ("clean_top", "noisy_top")
 
-    def __call__(self, state: StepState) -> StepResult:
-        cfg = self.config
-        clean, noisy = state.readout(state.branches[NOISED])  # one lm_head call for both branches
-        scores = contrastive_scores(clean, noisy, cfg.alpha, cfg.beta)
-        trace = None
-        if self.trace_enabled:
-            top_clean, top_noisy = clean.argmax(-1), noisy.argmax(-1)
-            trace = [
-                {"step": state.step, "clean_top": int(a), "noisy_top": int(b)}
-                for a, b in zip(top_clean, top_noisy, strict=True)
-            ]
-        return StepResult(scores, trace)
+    def combine(self, logits: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+        return contrastive_scores(logits, other, self.config.alpha, self.config.beta)
 
 
 def noised_branch(config: VCDConfig, loaded: LoadedModel, inputs: dict[str, torch.Tensor]) -> Branch:
