@@ -569,7 +569,7 @@ def main() -> None:
     extra_questions(train, args.questions_per_image, args.seed)
     train_targets = torch.from_numpy(np.stack([patch_labels(r["scene"]) for r in train]))
     look: list[dict] = []
-    if args.look_images > 0:  # colours uniform: where to look is learned free of the colour prior
+    if args.look_images > 0 and args.look_steps > 0:  # colours uniform: looking learned free of the prior
         look = synthetic.generate(
             "train", args.train_samples // 4, seed=args.seed + 2000, prior=1 / len(synthetic.COLORS)
         )
@@ -610,7 +610,7 @@ def main() -> None:
         betas=(0.9, 0.98),
     )
 
-    look_steps = args.look_steps if args.look_images > 0 else 0
+    look_steps = args.look_steps if look else 0
     total_steps = args.steps + look_steps
 
     def lr_at(step: int) -> float:
