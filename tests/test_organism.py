@@ -34,7 +34,7 @@ pytestmark = pytest.mark.skipif(demo_model_path() is None, reason="no bundled de
 GAP = "issue 14, not reached by the bundled model (docs/demo.md): "
 N_ATTENTION = 150  # questions per split scored against the boxes
 N_ANSWERS = 300  # questions per split answered
-N_PRIOR = 600  # counterfactual questions for the prior's share (the demo's default n)
+N_PRIOR = 600  # counterfactual questions for the prior's share (the first 600 of the demo's 1,100)
 
 
 @pytest.fixture(scope="module")

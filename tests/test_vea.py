@@ -18,7 +18,7 @@ from seesay.evidence import box_labels, denoise, evidence_map, highlight, minmax
 from seesay.loading import build_inputs
 from seesay.methods import VEA, VEAConfig
 from seesay.methods.vea import preset_layers, vea_prompt
-from seesay.metrics import auprc, auroc, ndcg
+from seesay.metrics import auprc, auroc, auroc_rows, ndcg
 from seesay.profiling import LayerProfile, choose_layers, profile_layers
 from tests.helpers import block_canvases
 
@@ -169,6 +169,22 @@ def test_retrieval_metrics_by_hand():
     assert math.isnan(auroc([1, 2], [1, 1])) and math.isnan(auprc([1, 2], [0, 0]))
     assert ndcg([3, 2, 1], [1, 0, 0]) == 1.0
     assert choose_layers([0.5, 0.9, float("nan"), 0.7], 0.5) == (1, 3)
+
+
+def test_auroc_rows_equals_the_pairwise_definition_row_by_row():
+    """One ranking of [layers, tokens] rows equals P(s_pos > s_neg) + P(tie) / 2 of each row, ties kept."""
+    rng = np.random.default_rng(3)
+    rows = rng.integers(0, 4, size=(2, 5, 9)).astype(float)  # few distinct values: many ties
+    labels = np.array([1, 0, 0, 1, 0, 1, 0, 0, 0], bool)
+    got = auroc_rows(rows, labels)
+    assert got.shape == (2, 5)
+    for idx in np.ndindex(2, 5):
+        pos, neg = rows[idx][labels], rows[idx][~labels]
+        pairs = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
+        assert got[idx] == pytest.approx(pairs.mean()) == pytest.approx(auroc(rows[idx], labels))
+    assert np.isnan(auroc_rows(rows, np.ones(9, bool))).all()
+    with pytest.raises(ValueError, match="differ in size"):
+        auroc_rows(rows, labels[:-1])
 
 
 # ---- records, profiling, the method -------------------------------------------------------------------

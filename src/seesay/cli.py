@@ -622,7 +622,12 @@ def _pct(x: float) -> str:
 
 @app.command()
 def demo(
-    n: Annotated[int, typer.Option("--n", min=1, help="Held-out questions per test split.")] = 600,
+    n: Annotated[
+        int,
+        typer.Option(
+            "--n", min=1, help="Held-out questions per test split (1,100: each 95% CI within +-3 points)."
+        ),
+    ] = 1100,
     png: Annotated[Path, typer.Option(help="Where to write the heatmap examples.")] = Path("seesay_demo.png"),
     layers_png: Annotated[
         Path, typer.Option(help="Where to write the per-layer plot (AUROC and lens accuracy).")

@@ -1,4 +1,4 @@
-"""``seesay demo``: the whole story on the bundled tiny trained VLM, on a laptop, in about a minute.
+"""``seesay demo``: the whole story on the bundled tiny trained VLM, on a laptop, in under 90 seconds.
 
 On held-out slices of the synthetic benchmark's two test splits ("iid": shapes mostly in their usual
 colours, as in training; "counterfactual": unusual colours only) it runs base, DualPD and VEA and reports
@@ -37,7 +37,7 @@ from .lens import LogitLens
 from .loading import LoadedModel, build_inputs, load_model
 from .methods import VEA, DualPD, DualPDConfig, Method, VEAConfig, get_method
 from .methods.vea import heat_overlay
-from .metrics.retrieval import auroc
+from .metrics.retrieval import auroc_rows
 from .report.gallery import GalleryItem, pick
 from .report.sources import DEMO_FORMAT
 from .stats import PairedDifference, paired_difference, wilson_interval
@@ -230,7 +230,7 @@ def base_readout(loaded: LoadedModel, records: list[dict], batch_size: int) -> B
             labels = box_labels(layouts[b][0], r["bboxs"])
             if labels.any() and not labels.all():
                 positions = layouts[b][0].positions
-                out[start + b] = [auroc(rows[b][li, positions], labels) for li in layers]
+                out[start + b] = auroc_rows(rows[b][:, positions], labels)
     return BaseReadout(answers, torch.cat(tops).numpy(), out)
 
 
@@ -379,7 +379,7 @@ def gallery_and_traces(
 
 
 def run_demo(
-    n: int = 600,
+    n: int = 1100,
     *,
     model: str | Path | None = None,
     out_png: str | Path | None = "seesay_demo.png",

@@ -154,14 +154,17 @@ def input_highlight(
     sigma: float = 0.5,
     use_denoise: bool = True,
     alpha: float = 0.5,
+    maps: list[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> Image.Image | None:
     """Eqs. 2-4 on the model-input canvas of a one-block layout: the highlighted :func:`model_view`
-    (None when the layout has several blocks)."""
+    (None when the layout has several blocks). ``maps``: :func:`block_maps` of these scores, if computed."""
     if len(layout.blocks) != 1:
         return None
     (block,) = layout.blocks
-    scores = np.asarray(token_scores, dtype=np.float64)[layout.block_slices[0]]
-    canvas, covered = block_map(block, scores, lam, sigma, use_denoise)
+    if maps is None:
+        scores = np.asarray(token_scores, dtype=np.float64)[layout.block_slices[0]]
+        maps = [block_map(block, scores, lam, sigma, use_denoise)]
+    canvas, covered = maps[0]
     return highlight(model_view(image, block), minmax(canvas, where=covered), alpha)
 
 
@@ -207,25 +210,42 @@ def denoised_scores(layout: ImageLayout, token_scores: np.ndarray, lam: float = 
     return out
 
 
-def evidence_map(
+def block_maps(
     layout: ImageLayout,
     token_scores: np.ndarray,
     lam: float = 10.0,
     sigma: float = 0.5,
     use_denoise: bool = True,
-) -> np.ndarray:
-    """Eqs. 2-3 for one image: token scores (in ``layout.positions`` order) -> [H, W] map in [0, 1]."""
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`block_map` of every block of ``layout`` (token scores in ``layout.positions`` order)."""
     token_scores = np.asarray(token_scores, dtype=np.float64)
     if token_scores.ndim != 1 or len(token_scores) != len(layout.positions):
         raise ValueError(
             f"evidence_map expects one score per image token ({len(layout.positions)}), "
             f"got shape {token_scores.shape}"
         )
+    return [
+        block_map(block, token_scores[idx], lam, sigma, use_denoise)
+        for block, idx in zip(layout.blocks, layout.block_slices, strict=True)
+    ]
+
+
+def evidence_map(
+    layout: ImageLayout,
+    token_scores: np.ndarray,
+    lam: float = 10.0,
+    sigma: float = 0.5,
+    use_denoise: bool = True,
+    maps: list[tuple[np.ndarray, np.ndarray]] | None = None,
+) -> np.ndarray:
+    """Eqs. 2-3 for one image: token scores (in ``layout.positions`` order) -> [H, W] map in [0, 1].
+    ``maps``: :func:`block_maps` of these scores, if computed (VEA reuses them for the input highlight)."""
+    if maps is None:
+        maps = block_maps(layout, token_scores, lam, sigma, use_denoise)
     size = layout.original_size
     total = np.zeros((size[1], size[0]))
     weight = np.zeros((size[1], size[0]))
-    for block, idx in zip(layout.blocks, layout.block_slices, strict=True):
-        canvas, covered = block_map(block, np.asarray(token_scores)[idx], lam, sigma, use_denoise)
+    for block, (canvas, covered) in zip(layout.blocks, maps, strict=True):
         values, seen = _to_original(canvas, covered, block, size)
         total += values
         weight += seen

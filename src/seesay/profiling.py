@@ -23,7 +23,7 @@ from .data.visual_cot import EvidenceRecord
 from .errors import DataError
 from .evidence import box_labels
 from .loading import LoadedModel, build_inputs
-from .metrics.retrieval import auprc, auroc, ndcg
+from .metrics.retrieval import auprc, auroc_rows, ndcg
 from .prompts import qa_prompt
 
 SEGMENTS = ("image", "question", "evidence", "non_evidence")
@@ -97,7 +97,7 @@ def profile_layers(
                 skipped += 1
                 continue
             img_rows = rows[b][:, layout.positions]  # [L, n_image_tokens]
-            per_sample["auroc"].append([auroc(r, labels) for r in img_rows])
+            per_sample["auroc"].append(auroc_rows(img_rows, labels).tolist())
             per_sample["auprc"].append([auprc(r, labels) for r in img_rows])
             per_sample["ndcg"].append([ndcg(r, labels) for r in img_rows])
             t = rows.shape[-1]

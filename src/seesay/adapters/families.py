@@ -132,7 +132,15 @@ class LlavaAdapter(ModelAdapter):
         )
 
     def image_layouts(self, inputs, original_sizes):
-        return _single_block_layouts(self, inputs, original_sizes, lambda i, size: self.image_grid(size))
+        grids: dict[tuple[int, int], ImageGrid] = {}  # one grid per distinct size in this batch
+
+        def grid(_: int, size: tuple[int, int]) -> ImageGrid:
+            key = (int(size[0]), int(size[1]))
+            if key not in grids:
+                grids[key] = self.image_grid(key)
+            return grids[key]
+
+        return _single_block_layouts(self, inputs, original_sizes, grid)
 
 
 @register_adapter("llava_next")

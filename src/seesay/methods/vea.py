@@ -22,7 +22,7 @@ from ..adapters.base import ImageLayout
 from ..attribution import attention_rows
 from ..decoding import DecodeOutput
 from ..errors import ConfigError
-from ..evidence import denoised_scores, evidence_map, highlight, input_highlight
+from ..evidence import block_maps, denoised_scores, evidence_map, highlight, input_highlight
 from ..loading import LoadedModel, PreparedBatch, build_inputs, load_model
 from ..presets import LAYER_PRESETS, preset_layers  # noqa: F401  (re-exported)
 from ..profiling import LayerProfile
@@ -174,14 +174,13 @@ class VEA(Method):
             sample = []
             for layout, image in zip(per_image, batch.images[b], strict=True):
                 scores = rows[b][:, layout.positions].mean(axis=0)  # Eq. 1
-                emap = evidence_map(layout, scores, cfg.lam, cfg.sigma if cfg.smooth else 0.0, cfg.denoise)
+                sigma = cfg.sigma if cfg.smooth else 0.0
+                maps = block_maps(layout, scores, cfg.lam, sigma, cfg.denoise)  # Eqs. 2-3, once
+                emap = evidence_map(layout, scores, maps=maps)
                 retrieval = denoised_scores(layout, scores, cfg.lam) if cfg.denoise else scores
                 highlighted = None
                 if cfg.highlight_on == "input":
-                    sigma = cfg.sigma if cfg.smooth else 0.0
-                    highlighted = input_highlight(
-                        image, layout, scores, cfg.lam, sigma, cfg.denoise, cfg.alpha
-                    )
+                    highlighted = input_highlight(image, layout, scores, alpha=cfg.alpha, maps=maps)
                 if highlighted is None:
                     highlighted = highlight(image, emap, cfg.alpha)
                 sample.append(EvidenceResult(emap, highlighted, layers, scores, layout, retrieval))

@@ -31,13 +31,26 @@ def _arrays(scores, labels) -> tuple[np.ndarray, np.ndarray]:
 def auroc(scores, labels) -> float:
     """Area under the ROC curve (ties count one half)."""
     s, y = _arrays(scores, labels)
+    return float(auroc_rows(s[None], y)[0])
+
+
+def auroc_rows(scores, labels) -> np.ndarray:
+    """:func:`auroc` of every row of ``scores`` [..., n] against one label vector [n], in one ranking:
+
+        AUROC_r = (sum_{i: y_i} rank_r(i) - n_pos (n_pos + 1) / 2) / (n_pos n_neg)
+
+    with average ranks for ties (Mann-Whitney U). Returns [...] (all NaN for a degenerate label vector)."""
+    s = np.asarray(scores, dtype=float)
+    y = np.asarray(labels).ravel().astype(bool)
+    if s.ndim == 0 or s.shape[-1] != y.size:
+        raise ValueError(f"scores and labels differ in size: {s.shape} vs {y.shape}")
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if n_pos == 0 or n_neg == 0:
-        return float("nan")
+        return np.full(s.shape[:-1], np.nan)
     from scipy.stats import rankdata
 
-    ranks = rankdata(s)  # average ranks for ties
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    ranks = rankdata(s, axis=-1)  # average ranks for ties
+    return (ranks[..., y].sum(axis=-1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
 def _groups(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
