@@ -40,7 +40,8 @@ probes behind them):
   truncated to uint8), so a highlighted image is not out of distribution.
 * AdamW (betas 0.9/0.98, weight decay 0.05 on matrices), lr 1.5e-3, 100 warm-up steps then cosine to 5%
   over 3,000 steps, gradient clipping at 1, batches of 32 images (192 answers); stops at
-  ``--max-minutes``.
+  ``--max-minutes`` (which makes the step count depend on the machine) or at ``--stop-at-step`` (which
+  does not: the bundled model is ``--stop-at-step 2667``, the step its 58-minute budget stopped at).
 * **Optional second stage, off by default** (``--look-images K --steps 2000``, issue 14's probes): after
   ``--steps``, ``--look-steps`` more steps (lr ``--look-lr``, cosine) add K *look rows* per step: images
   of a colour-balanced split, one question each, answers NOT trained at the output (labels -100); they
@@ -502,6 +503,13 @@ def main() -> None:
         help="questions per split for the per-layer AUROC at each check",
     )
     ap.add_argument("--max-minutes", type=float, default=58.0)
+    ap.add_argument(
+        "--stop-at-step",
+        type=int,
+        default=None,
+        help="stop after this step, the lr schedule still spanning --steps: replays a run the time "
+        "budget stopped, on any machine (the bundled model: --stop-at-step 2667)",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--questions-per-image", type=int, default=6)
     ap.add_argument("--template", choices=sorted(CHAT_TEMPLATES), default="image-first")
@@ -544,6 +552,8 @@ def main() -> None:
         "--init-from", type=Path, help="continue from a saved model's weights (same architecture)"
     )
     args = ap.parse_args()
+    if args.stop_at_step is not None and args.stop_at_step < 1:
+        ap.error(f"--stop-at-step must be at least 1, got {args.stop_at_step}")
 
     t0 = time.time()
     random.seed(args.seed)
@@ -749,8 +759,12 @@ def main() -> None:
                 )
             if step % args.eval_every == 0 or step in (args.steps, total_steps):
                 log.append(evaluate(step, loss.item()))
-            if step >= total_steps or (time.time() - t0) / 60 > args.max_minutes:
+            stop_here = args.stop_at_step is not None and step >= args.stop_at_step
+            if step >= total_steps or stop_here or (time.time() - t0) / 60 > args.max_minutes:
                 break
+        if args.stop_at_step is not None and step >= args.stop_at_step:
+            print(f"stopped at step {step} (--stop-at-step)", flush=True)
+            break
         if (time.time() - t0) / 60 > args.max_minutes:
             print("time budget reached", flush=True)
             break

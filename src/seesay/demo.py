@@ -80,6 +80,7 @@ class DemoReport:
     """Everything ``seesay demo`` prints (see :func:`run_demo`)."""
 
     n: int = 0
+    seed: int = HELDOUT_SEED  # of the test questions (DEV_SEED: the dev split recipes are chosen on)
     accuracy: dict[str, dict[str, tuple[float, float, float]]] = field(default_factory=dict)  # acc, lo, hi
     correct: dict[str, dict[str, list[bool]]] = field(default_factory=dict)  # method -> split -> per question
     paired: dict[str, dict[str, PairedDifference]] = field(default_factory=dict)  # method -> split -> vs base
@@ -112,6 +113,7 @@ class DemoReport:
         return {
             "format": DEMO_FORMAT,
             "n": self.n,
+            "seed": self.seed,
             "splits": list(SPLITS),
             "accuracy": {m: {s: list(v) for s, v in per.items()} for m, per in self.accuracy.items()},
             "paired": {
@@ -144,9 +146,9 @@ def _first_word(text: str) -> str:
     return text.strip().split(" ")[0] if text.strip() else ""
 
 
-def heldout(split: str, n: int) -> list[dict]:
-    """The demo's held-out questions: the first ``n`` of ``split`` under :data:`HELDOUT_SEED`."""
-    return synthetic.generate(split, n, seed=HELDOUT_SEED)
+def heldout(split: str, n: int, seed: int = HELDOUT_SEED) -> list[dict]:
+    """The first ``n`` questions of ``split`` under ``seed`` (the demo's held-out seed by default)."""
+    return synthetic.generate(split, n, seed=seed)
 
 
 def answer_first_words(
@@ -386,8 +388,13 @@ def run_demo(
     layers_png: str | Path | None = "seesay_demo_layers.png",
     batch_size: int = 100,
     progress: Any = None,
+    seed: int = HELDOUT_SEED,
 ) -> DemoReport:
-    """Run the demo on ``n`` held-out questions per split (see the module docstring)."""
+    """Run the demo on ``n`` held-out questions per split (see the module docstring).
+
+    ``seed``: of the test questions; the default is the held-out seed, which no recipe or knob was chosen
+    on. ``seed=DEV_SEED`` measures a new model on the dev split instead, where recipes are chosen (its first
+    :data:`DEV_N` questions per split are also the ones the profiled and lens layers are picked on)."""
     path = model or demo_model_path()
     if path is None:
         from .errors import ModelLoadError
@@ -397,9 +404,9 @@ def run_demo(
             "train it with scripts/train_demo_model.py"
         )
     loaded = load_model(path, dtype="float32")
-    splits = {s: heldout(s, n) for s in SPLITS}
+    splits = {s: heldout(s, n, seed) for s in SPLITS}
     num_layers = loaded.adapter.num_layers
-    report = DemoReport(n=n)
+    report = DemoReport(n=n, seed=seed)
     report.shallow = list(range(max(1, num_layers // 4)))
     report.deep = list(range(num_layers // 2, num_layers))
     methods = demo_methods()
