@@ -221,7 +221,7 @@ def block_maps(
     token_scores = np.asarray(token_scores, dtype=np.float64)
     if token_scores.ndim != 1 or len(token_scores) != len(layout.positions):
         raise ValueError(
-            f"evidence_map expects one score per image token ({len(layout.positions)}), "
+            f"an evidence map needs one score per image token ({len(layout.positions)}), "
             f"got shape {token_scores.shape}"
         )
     return [
