@@ -162,8 +162,7 @@ def input_highlight(
         return None
     (block,) = layout.blocks
     if maps is None:
-        scores = np.asarray(token_scores, dtype=np.float64)[layout.block_slices[0]]
-        maps = [block_map(block, scores, lam, sigma, use_denoise)]
+        maps = block_maps(layout, token_scores, lam, sigma, use_denoise)
     canvas, covered = maps[0]
     return highlight(model_view(image, block), minmax(canvas, where=covered), alpha)
 
