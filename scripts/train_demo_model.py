@@ -41,16 +41,25 @@ probes behind them):
 * AdamW (betas 0.9/0.98, weight decay 0.05 on matrices), lr 1.5e-3, 100 warm-up steps then cosine to 5%
   over 3,000 steps, gradient clipping at 1, batches of 32 images (192 answers); stops at
   ``--max-minutes`` (which makes the step count depend on the machine) or at ``--stop-at-step`` (which
-  does not: the bundled model is ``--stop-at-step 2667``, the step its 58-minute budget stopped at).
-* **Optional second stage, off by default** (``--look-images K --steps 2000``, issue 14's probes): after
-  ``--steps``, ``--look-steps`` more steps (lr ``--look-lr``, cosine) add K *look rows* per step: images
-  of a colour-balanced split, one question each, answers NOT trained at the output (labels -100); they
-  carry the guidance and patch losses and a logit-lens answer loss (``--look-lens-weight``) at
-  ``--look-lens-layer`` (final norm and unembedding held fixed). Measured in docs/demo.md; it has not
-  reached the believing target, so the bundled model does not use it.
+  does not: the bundled model's stage 1 is ``--stop-at-step 2667``, where its 58-minute budget stopped).
+* **Optional second stage, off by default** (``--look-images K``): after ``--steps``, ``--look-steps``
+  more steps (lr ``--look-lr``, cosine) add K *look rows* per step: images of a colour-balanced split,
+  one question each, answers NOT trained at the output (labels -100); they carry the guidance and patch
+  losses and a logit-lens answer loss (``--look-lens-weight``) at ``--look-lens-layer`` (final norm and
+  unembedding held fixed); ``--no-look-patch-loss`` leaves them the guidance alone.
+* **Optional colour uncertainty, off by default** (``--hue-jitter SIGMA``): every image's hues rotated
+  about the grey axis by a smooth random angle field (``N(0, SIGMA^2)`` degrees on a 4 x 4 grid), so a
+  seen colour is uncertain evidence to weigh against the prior.
+* ``--init-from DIR`` continues a saved model (later stages: ``--steps`` ordinary steps and/or the look
+  stage); the new ``training_log.json`` keeps the earlier one under ``init_from``.
 
-    python scripts/train_demo_model.py --out src/seesay/demo_model            # CPU, 2 cores: see docs/demo.md
-    python scripts/train_demo_model.py --device cuda --out src/seesay/demo_model
+The bundled model is three runs of this script (``scripts/train_organism.sh``, docs/demo.md): the recipe
+above from scratch (stage 1, ``--stop-at-step 2667``), 400 ordinary steps with ``--hue-jitter 80``
+(stage 2), then the look stage with the same jitter (stage 3).
+
+    bash scripts/train_organism.sh src/seesay/demo_model                      # CPU, 2 cores: 73 min
+    python scripts/train_demo_model.py --out OUT                              # stage 1 alone: 58 min
+    python scripts/train_demo_model.py --device cuda --out OUT
 """
 
 from __future__ import annotations
@@ -392,6 +401,32 @@ def darken(images: torch.Tensor, gen: torch.Generator, p: float, patch: int = 8)
     return out
 
 
+def rotate_hue(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """RGB colours ``x`` (``[..., 3]``, float) rotated about the grey axis ``u = (1, 1, 1) / sqrt(3)`` by
+    ``theta`` (radians, ``[..., 1]``), Rodrigues' formula:
+    ``x cos(theta) + (u x x) sin(theta) + u (u . x)(1 - cos(theta))``. Greys are fixed points; 120 degrees
+    permutes the channels ``(r, g, b) -> (b, r, g)``."""
+    u = torch.full((3,), 1 / math.sqrt(3), dtype=x.dtype)
+    cross = torch.cross(u.expand_as(x), x, dim=-1)
+    return x * torch.cos(theta) + cross * torch.sin(theta) + (x @ u)[..., None] * u * (1 - torch.cos(theta))
+
+
+def hue_jitter(images: torch.Tensor, gen: torch.Generator, sigma: float, cells: int = 4) -> torch.Tensor:
+    """Region-wise hue rotation of every image (``(n, H, W, 3)`` uint8): :func:`rotate_hue` by a smooth
+    angle field, a ``cells x cells`` grid of ``N(0, sigma^2)`` degrees upsampled bilinearly (so each
+    object keeps about one shift and different objects get different ones), rounded and truncated to
+    uint8. The grey background is unchanged. A colour seen in the image becomes uncertain evidence, as
+    lighting makes it in photographs, so the answer learns to weigh it against the training split's
+    colour prior (``sigma`` 0: the identity, and no random numbers drawn)."""
+    if sigma <= 0:
+        return images
+    n, h, w, _ = images.shape
+    grid = torch.randn(n, 1, cells, cells, generator=gen) * math.radians(sigma)
+    theta = torch.nn.functional.interpolate(grid, size=(h, w), mode="bilinear", align_corners=False)
+    out = rotate_hue(images.float(), theta[:, 0, ..., None])
+    return out.round().clamp(0, 255).to(torch.uint8)
+
+
 class AttentionGuide:
     """Training-only attention function (``AttentionInterface``): sdpa for every row, and for each
     sequence's last prompt row in ``layers`` also the explicit attention row
@@ -518,6 +553,10 @@ def main() -> None:
         help="an image's questions as one multi-turn conversation, or as single-turn rows of their own",
     )  # fmt: skip
     ap.add_argument("--darken", type=float, default=0.5, help="share of images region-wise darkened")
+    ap.add_argument(
+        "--hue-jitter", type=float, default=0.0,
+        help="std (degrees) of the region-wise hue rotation applied to every training image (0: off)",
+    )  # fmt: skip
     ap.add_argument("--aux-weight", type=float, default=0.5)
     ap.add_argument(
         "--position-weight",
@@ -545,6 +584,10 @@ def main() -> None:
     ap.add_argument(
         "--look-steps", type=int, default=350,
         help="steps of the second stage (after --steps), the one with the look rows (0: none)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--look-patch-loss", action=argparse.BooleanOptionalAction, default=True,
+        help="the patch loss on the look rows' images too (--no-look-patch-loss: guidance only)",
     )  # fmt: skip
     ap.add_argument("--look-lr", type=float, default=6e-4, help="peak learning rate of the second stage")
     ap.add_argument("--look-warmup", type=int, default=20)
@@ -674,7 +717,8 @@ def main() -> None:
             batch = encoder.batch(records, single_turn=single)
             image_index, answer_row = batch.pop("image_index"), batch.pop("answer_row")
             batch = {k: v.to(args.device) for k, v in batch.items()}
-            pv = normalize(darken(train_images[idx], aug_gen, args.darken))
+            shown = hue_jitter(train_images[idx], aug_gen, args.hue_jitter)
+            pv = normalize(darken(shown, aug_gen, args.darken))
             targets = train_targets[idx]
             turns = (lambda r: [r["bboxs"], *r["extra_boxes"]]) if single else (lambda r: [r["bboxs"]])
             boxes = [b for r in records for b in turns(r)]
@@ -692,8 +736,13 @@ def main() -> None:
                 batch = merge_rows(batch, {k: v.to(args.device) for k, v in extra.items()}, tok.pad_token_id)
                 image_index = torch.cat([image_index, extra["image_index"]])
                 answer_row = torch.cat([answer_row, extra["answer_row"]])
-                pv = torch.cat([pv, normalize(darken(look_images[lidx], aug_gen, args.darken))])
-                targets = torch.cat([targets, look_targets[lidx]])
+                shown = hue_jitter(look_images[lidx], aug_gen, args.hue_jitter)
+                shown = darken(shown, aug_gen, args.darken)
+                pv = torch.cat([pv, normalize(shown)])
+                looked = look_targets[lidx]
+                if not args.look_patch_loss:  # the look rows teach only where to look (-100: ignored)
+                    looked = torch.full_like(looked, -100)
+                targets = torch.cat([targets, looked])
                 boxes += [r["bboxs"] for r in look_records]
             pv = pv.to(args.device)
             for group in opt.param_groups:
@@ -797,6 +846,9 @@ def main() -> None:
         "log": log,
         "args": {k: str(v) for k, v in vars(args).items()},
     }
+    earlier = args.init_from / "training_log.json" if args.init_from is not None else None
+    if earlier is not None and earlier.is_file():  # a later stage keeps the stages before it
+        summary["init_from"] = json.loads(earlier.read_text())
     (args.out / "training_log.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps({k: v for k, v in summary.items() if k != "log"}), flush=True)
 

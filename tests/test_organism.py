@@ -3,9 +3,9 @@
 The questions are the demo's held-out seed (never trained on, never used to choose a recipe); the
 profiled layers and the lens layer are picked on the demo's dev seed, as `seesay demo` does. The sample is
 small enough for CI (150 questions per split for attention, 300 for accuracy); the margins on the
-bundled model are in docs/demo.md. Targets the bundled model does not reach are strict xfails with the
-measured value: they keep the measurement as the issue states it, and fail (asking for an update) the day
-a model reaches them.
+bundled model are in docs/demo.md. The target the bundled model does not reach is a strict xfail with the
+measured value: it keeps the measurement as the issue states it, and fails (asking for an update) the day
+a model reaches it.
 """
 
 from __future__ import annotations
@@ -87,7 +87,6 @@ def test_deep_layers_find_the_evidence_shallow_ones_do_not(loaded, auroc):
     assert best_deep - shallow >= 0.15
 
 
-@pytest.mark.xfail(strict=True, reason=GAP + "wrong answers attend less well: 0.893 vs 0.968 here")
 def test_seeing_but_not_believing(loaded, auroc, answers):
     """The profiled layers (top quarter by AUROC on the dev split) look at the evidence as well when the
     answer is wrong as when it is right: within 0.05."""
@@ -104,7 +103,7 @@ def test_seeing_but_not_believing(loaded, auroc, answers):
 
 
 @pytest.mark.xfail(
-    strict=True, reason=GAP + "the dev-picked lens layer (L1) hits 20.5% of 166 errors here, chance 31.6%"
+    strict=True, reason=GAP + "the dev-picked lens layer (L4) hits 13.2% of 114 errors here, chance 33.1%"
 )
 def test_seeing_right_but_saying_wrong(loaded, answers):
     """Among counterfactual errors, an intermediate layer's lens (the one layer picked on the dev split)

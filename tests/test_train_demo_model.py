@@ -84,6 +84,27 @@ def test_stop_at_step_replays_a_run_the_time_budget_stopped(trained, tmp_path):
     assert _digest(three_of_five) != _digest(trained)
 
 
+def test_later_stages_continue_a_model_and_keep_its_log(trained, tmp_path):
+    """The bundled model's stages 2 and 3 (scripts/train_organism.sh): --init-from continues the weights,
+    the new log keeps the earlier one under ``init_from``, and --hue-jitter changes what is trained."""
+    stage = ("--init-from", str(trained), "--steps", "2", "--warmup", "1", "--lr", "6e-4")
+    plain = _train(tmp_path / "plain", extra=stage)
+    hue = _train(tmp_path / "hue", extra=(*stage, "--hue-jitter", "40"))
+    look = _train(
+        tmp_path / "look",
+        extra=(
+            "--init-from", str(hue), "--steps", "0", "--look-images", "2", "--look-lens-weight", "0",
+            "--look-steps", "2", "--look-warmup", "1", "--hue-jitter", "40",
+        ),
+    )  # fmt: skip
+    first = json.loads((trained / "training_log.json").read_text())
+    logs = [json.loads((m / "training_log.json").read_text()) for m in (plain, hue, look)]
+    assert logs[0]["init_from"] == first and logs[1]["init_from"] == first
+    assert logs[2]["init_from"] == logs[1] and logs[2]["steps"] == 2 and logs[2]["first_stage_steps"] == 0
+    digests = {_digest(m) for m in (trained, plain, hue, look)}
+    assert len(digests) == 4
+
+
 def test_packed_turns_match_the_chat_template():
     sys.path.insert(0, str(SCRIPT.parent))
     try:
@@ -165,6 +186,36 @@ def test_darkening_is_a_highlight_like_gain_truncated_to_uint8():
     half = script.darken(images, torch.Generator().manual_seed(2), 0.5)
     changed = (half != images).flatten(1).any(1).float().mean()
     assert 0.25 <= changed <= 0.75
+
+
+def test_hue_jitter_rotates_colours_about_the_grey_axis():
+    """Rodrigues' rotation about (1, 1, 1)/sqrt(3): greys stay, lengths and the grey component are
+    kept, a rotation by 120 degrees permutes the channels (r, g, b) -> (b, r, g), and sigma 0 is the
+    identity; the angle field is smooth (a 4 x 4 grid upsampled), so one object gets about one shift."""
+    import math
+
+    script = _script()
+    images = torch.randint(0, 256, (8, 64, 64, 3), dtype=torch.uint8)
+    assert torch.equal(script.hue_jitter(images, torch.Generator().manual_seed(0), 0.0), images)
+    grey = torch.full((2, 64, 64, 3), 211, dtype=torch.uint8)
+    assert torch.equal(script.hue_jitter(grey, torch.Generator().manual_seed(0), 40.0), grey)
+
+    colour = torch.tensor([200.0, 60.0, 20.0])
+    turned = script.rotate_hue(colour, torch.tensor([math.radians(120)]))
+    assert torch.allclose(turned, torch.tensor([20.0, 200.0, 60.0]), atol=1e-3)
+    back = script.rotate_hue(turned, torch.tensor([math.radians(-120)]))
+    assert torch.allclose(back, colour, atol=1e-3)
+    # the script's rotation keeps each pixel's grey component and (away from clipping) its length
+    mid = torch.randint(90, 166, (4, 64, 64, 3), dtype=torch.uint8)
+    out = script.hue_jitter(mid, torch.Generator().manual_seed(1), 20.0).float()
+    assert (out.mean(-1) - mid.float().mean(-1)).abs().max() <= 1.0
+    assert ((out.norm(dim=-1) - mid.float().norm(dim=-1)).abs() <= 2.0).float().mean() > 0.99
+    assert (out != mid.float()).any()
+    # smooth field: on a flat colour, neighbouring pixels hardly differ
+    flat = torch.zeros(4, 64, 64, 3, dtype=torch.uint8)
+    flat[..., 0], flat[..., 1], flat[..., 2] = 150, 110, 100
+    shifted = script.hue_jitter(flat, torch.Generator().manual_seed(2), 40.0).float()
+    assert (shifted[:, :, 1:] - shifted[:, :, :-1]).abs().max() <= 8.0  # of up to ~100 across objects
 
 
 def test_evidence_patches_follow_vea_any_rule(trained):
@@ -252,3 +303,32 @@ def test_fixed_sincos_positions_are_frozen_and_saved(trained):
                            position_embedding="sincos"),
     )  # fmt: skip
     assert not model.model.vision_tower.embeddings.position_embedding.weight.requires_grad
+
+
+def test_the_bundled_model_is_what_train_organism_sh_runs():
+    """Each stage's options in scripts/train_organism.sh are the ones the bundled model's nested
+    training_log.json recorded (``--stop-at-step N``: the stage ran N steps)."""
+    import shlex
+
+    from seesay.demo import demo_model_path
+
+    bundled = demo_model_path()
+    if bundled is None:
+        pytest.skip("no bundled demo model in this checkout")
+    log = json.loads((Path(bundled) / "training_log.json").read_text())
+    stages = [log["init_from"]["init_from"], log["init_from"], log]
+    assert "init_from" not in stages[0]  # stage 1 is from scratch
+    text = (SCRIPT.parent / "train_organism.sh").read_text().replace("\\\n", " ")
+    commands = [shlex.split(line)[1:] for line in text.splitlines() if line.startswith('"${train[@]}"')]
+    assert len(commands) == 3
+    for command, stage in zip(commands, stages, strict=True):
+        options = dict(zip(command[::2], command[1::2], strict=False))
+        assert command[-1] == "$@"
+        for flag, value in options.items():
+            if flag in ("--out", "--init-from", "$@"):
+                continue
+            if flag == "--stop-at-step":
+                assert stage["steps"] == int(value), flag
+                continue
+            recorded = stage["args"][flag[2:].replace("-", "_")]
+            assert float(recorded) == float(value), (flag, recorded, value)
