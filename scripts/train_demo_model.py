@@ -705,6 +705,11 @@ def main() -> None:
     gen = torch.Generator().manual_seed(args.seed)
     look_gen = torch.Generator().manual_seed(args.seed + 2)
     aug_gen = torch.Generator().manual_seed(args.seed + 1)
+
+    def augment(images: torch.Tensor) -> torch.Tensor:
+        """The photometric augmentation of a batch (hue jitter, then darkening), normalised."""
+        return normalize(darken(hue_jitter(images, aug_gen, args.hue_jitter), aug_gen, args.darken))
+
     use_bf16 = args.device.startswith("cuda")
     single = args.turns == "single"
     log = []
@@ -717,8 +722,7 @@ def main() -> None:
             batch = encoder.batch(records, single_turn=single)
             image_index, answer_row = batch.pop("image_index"), batch.pop("answer_row")
             batch = {k: v.to(args.device) for k, v in batch.items()}
-            shown = hue_jitter(train_images[idx], aug_gen, args.hue_jitter)
-            pv = normalize(darken(shown, aug_gen, args.darken))
+            pv = augment(train_images[idx])
             targets = train_targets[idx]
             turns = (lambda r: [r["bboxs"], *r["extra_boxes"]]) if single else (lambda r: [r["bboxs"]])
             boxes = [b for r in records for b in turns(r)]
@@ -736,9 +740,7 @@ def main() -> None:
                 batch = merge_rows(batch, {k: v.to(args.device) for k, v in extra.items()}, tok.pad_token_id)
                 image_index = torch.cat([image_index, extra["image_index"]])
                 answer_row = torch.cat([answer_row, extra["answer_row"]])
-                shown = hue_jitter(look_images[lidx], aug_gen, args.hue_jitter)
-                shown = darken(shown, aug_gen, args.darken)
-                pv = torch.cat([pv, normalize(shown)])
+                pv = torch.cat([pv, augment(look_images[lidx])])
                 looked = look_targets[lidx]
                 if not args.look_patch_loss:  # the look rows teach only where to look (-100: ignored)
                     looked = torch.full_like(looked, -100)
