@@ -7,10 +7,10 @@
 #    its 58-minute budget stopped the bundled run; 58.1 min on 2 CPU cores);
 # 2. colour uncertainty: 400 more steps on the biased split with every image's hue rotated region-wise
 #    (--hue-jitter 80, degrees), so the answer learns to weigh a seen colour against the colour prior
-#    (6.9 min);
-# 3. the look stage: 16 colour-balanced look rows per step that carry the attention guidance and the
-#    patch loss but train no answer, still hue-jittered, stopped at 338 of 400 steps (where its 9-minute
-#    budget stopped; 9.1 min).
+#    (6.6 min);
+# 3. the look stage: 16 colour-balanced look rows per step that carry the attention guidance, the patch
+#    loss and a logit-lens answer loss at one middle layer (weight 0.2), but train no answer at the
+#    output, still hue-jittered, 600 steps (15.0 min).
 # docs/demo.md gives what each stage measured and the probes behind the choices (dev seed only).
 # Stages 1 and 2 are kept next to OUT (OUT.stage1, OUT.stage2); OUT/training_log.json nests their logs.
 set -euo pipefail
@@ -25,5 +25,5 @@ train=(python "$(dirname "$0")/train_demo_model.py" --max-minutes 100000)
 "${train[@]}" --out "$out.stage2" --init-from "$out.stage1" --train-samples 30000 \
     --steps 400 --warmup 20 --lr 6e-4 --hue-jitter 80 "$@"
 "${train[@]}" --out "$out" --init-from "$out.stage2" --train-samples 30000 \
-    --steps 0 --look-images 16 --look-lens-weight 0 --look-steps 400 --look-lr 6e-4 --look-warmup 20 \
-    --stop-at-step 338 --hue-jitter 80 "$@"
+    --steps 0 --look-images 16 --look-lens-weight 0.2 --look-steps 600 --look-lr 6e-4 --look-warmup 20 \
+    --stop-at-step 600 --hue-jitter 80 "$@"

@@ -3,9 +3,8 @@
 The questions are the demo's held-out seed (never trained on, never used to choose a recipe); the
 profiled layers and the lens layer are picked on the demo's dev seed, as `seesay demo` does. The sample is
 small enough for CI (150 questions per split for attention, 300 for accuracy); the margins on the
-bundled model are in docs/demo.md. The target the bundled model does not reach is a strict xfail with the
-measured value: it keeps the measurement as the issue states it, and fails (asking for an update) the day
-a model reaches it.
+bundled model are in docs/demo.md. A target a bundled model does not reach is marked a strict xfail with
+the measured value (the measurement kept as the issue states it); the bundled model reaches them all.
 """
 
 from __future__ import annotations
@@ -31,7 +30,6 @@ from seesay.methods import get_method
 
 pytestmark = pytest.mark.skipif(demo_model_path() is None, reason="no bundled demo model in this checkout")
 
-GAP = "issue 14, not reached by the bundled model (docs/demo.md): "
 N_ATTENTION = 150  # questions per split scored against the boxes
 N_ANSWERS = 300  # questions per split answered
 N_PRIOR = 600  # counterfactual questions for the prior's share (the first 600 of the demo's 1,100)
@@ -102,9 +100,6 @@ def test_seeing_but_not_believing(loaded, auroc, answers):
     assert abs(scores[right & ok].mean() - scores[~right & ok].mean()) <= 0.05
 
 
-@pytest.mark.xfail(
-    strict=True, reason=GAP + "the dev-picked lens layer (L4) hits 13.2% of 114 errors here, chance 33.1%"
-)
 def test_seeing_right_but_saying_wrong(loaded, answers):
     """Among counterfactual errors, an intermediate layer's lens (the one layer picked on the dev split)
     names the right answer on >= 20%, above the chance of a random answer word of the question type."""
