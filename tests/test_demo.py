@@ -124,3 +124,33 @@ def test_demo_seed_selects_the_questions_and_is_recorded(tmp_path, capsys):
     assert "8 dev questions per split" in capsys.readouterr().out
     payload = json.loads(out.read_text())
     assert payload["seed"] == DEV_SEED and payload["n"] == 8
+
+
+def test_vea_map_from_the_readout_rows_equals_its_own_attribution_pass():
+    """The demo builds VEA's map from the attention rows base's pass recorded (the same prompt, image and
+    plain forward, run as a cached decode step instead of a cache-less forward, so equal to float32
+    rounding): the maps, the highlighted images and the answers equal VEA's own two passes."""
+    import numpy as np
+
+    from seesay import load_model
+    from seesay.decoding import GenerationSettings
+    from seesay.demo import _build, demo_methods, heldout, method_first_words, readout_batch
+
+    loaded = load_model(demo_model_path(), dtype="float32")
+    records = heldout("counterfactual", 40)
+    batch = _build(loaded, records)
+    vea = demo_methods()["vea"]
+    readout = readout_batch(loaded, batch, records)
+    layers = vea.config.resolve_layers(loaded)
+    ours = vea.evidence_from_rows(loaded, batch, readout.rows[:, list(layers)], layers)
+    theirs = vea.evidence(loaded, batch.images, batch.questions)
+    for a, b in zip(ours, theirs, strict=True):
+        assert np.allclose(a[0].emap, b[0].emap, rtol=0, atol=1e-5) and a[0].layers == b[0].layers
+        pixels = np.asarray(a[0].highlighted, dtype=int) - np.asarray(b[0].highlighted, dtype=int)
+        assert np.abs(pixels).max() <= 1 and (pixels != 0).mean() < 0.01
+    plan = vea.plan_from_maps(loaded, batch, ours, passes_before=0)
+    out = vea.execute(loaded, batch, plan, GenerationSettings(max_new_tokens=1))
+    assert out.forward_calls == 1  # the answer pass only
+    expected = vea.generate(loaded, batch, GenerationSettings(max_new_tokens=1))
+    assert expected.forward_calls == 2 and out.new_tokens.tolist() == expected.new_tokens.tolist()
+    assert method_first_words(loaded, vea, batch, readout) == method_first_words(loaded, vea, batch)

@@ -34,7 +34,7 @@ from . import synthetic
 from .decoding import GenerationSettings, StepState, decode
 from .evidence import box_labels
 from .lens import LogitLens
-from .loading import LoadedModel, build_inputs, load_model
+from .loading import LoadedModel, PreparedBatch, build_inputs, load_model
 from .methods import VEA, DualPD, DualPDConfig, Method, VEAConfig, get_method
 from .methods.vea import heat_overlay
 from .metrics.retrieval import auroc_rows
@@ -167,10 +167,7 @@ def answer_first_words(
     tokenizer = loaded.processor.tokenizer
     out = []
     for start in range(0, len(records), batch_size):
-        chunk = records[start : start + batch_size]
-        batch = build_inputs(
-            loaded, [synthetic.render(r["scene"]) for r in chunk], [r["question"] for r in chunk]
-        )
+        batch = _build(loaded, records[start : start + batch_size])
         result = method.generate(loaded, batch, GenerationSettings(max_new_tokens=1))
         out += [_first_word(t) for t in tokenizer.batch_decode(result.new_tokens, skip_special_tokens=True)]
         if trace is not None:
@@ -189,51 +186,102 @@ class BaseReadout:
     auroc: np.ndarray
 
 
+@dataclass
+class BatchReadout:
+    """:class:`BaseReadout` of one batch, plus the last prompt row's head-mean attention of every layer
+    over the padded prompt, ``rows`` [B, layers, T] (what VEA's map is made of, so its attribution pass
+    need not run again)."""
+
+    answers: list[str]
+    tops: torch.Tensor
+    auroc: np.ndarray
+    rows: np.ndarray
+
+
 @torch.no_grad()
-def base_readout(loaded: LoadedModel, records: list[dict], batch_size: int) -> BaseReadout:
-    """:class:`BaseReadout` from ONE decode step per batch: the tap records each layer's head-mean last
-    row at the prefill (sdpa's output is kept, so the answer is plain greedy's) and the hook reads the
-    lens of every layer's hidden state; the answer is the final logits' top-1 (one-token answers)."""
+def readout_batch(loaded: LoadedModel, batch: PreparedBatch, records: list[dict]) -> BatchReadout:
+    """One plain decode step over a built batch of ``records``: the tap records each layer's head-mean
+    last row at the prefill (sdpa's output is kept, so the answer is plain greedy's) and the hook reads
+    the lens of every layer's hidden state; the answer is the final logits' top-1 (one-token answers)."""
     layers = list(range(loaded.adapter.num_layers))
     lens = LogitLens(loaded.adapter)
+    seen: dict[str, torch.Tensor] = {}
+
+    def hook(state: StepState) -> torch.Tensor:
+        seen["tops"] = torch.stack([lens(state.hidden[li], li).argmax(-1) for li in layers], dim=1).cpu()
+        return state.logits
+
+    tap = AttentionTap(layers=layers, record="mean")
+    result = decode(
+        loaded.model,
+        batch.inputs,
+        adapter=loaded.adapter,
+        settings=GenerationSettings(max_new_tokens=1),
+        hook=hook,
+        tap=tap,
+        hidden_layers=layers,
+    )
     tokenizer = loaded.processor.tokenizer
-    answers: list[str] = []
-    tops: list[torch.Tensor] = []
-    out = np.full((len(records), len(layers)), np.nan)
-    for start in range(0, len(records), batch_size):
-        chunk = records[start : start + batch_size]
-        batch = build_inputs(
-            loaded, [synthetic.render(r["scene"]) for r in chunk], [r["question"] for r in chunk]
-        )
-        seen: dict[str, torch.Tensor] = {}
+    answers = [_first_word(t) for t in tokenizer.batch_decode(result.new_tokens, skip_special_tokens=True)]
+    t = batch.inputs["input_ids"].shape[1]
+    rows = torch.stack([tap.records[li].probs[:, 0, -1, :t] for li in layers], dim=1).float().numpy()
+    auroc = np.full((len(records), len(layers)), np.nan)
+    layouts = loaded.adapter.image_layouts(batch.inputs, batch.original_sizes)
+    for b, r in enumerate(records):
+        labels = box_labels(layouts[b][0], r["bboxs"])
+        if labels.any() and not labels.all():
+            auroc[b] = auroc_rows(rows[b][:, layouts[b][0].positions], labels)
+    return BatchReadout(answers, seen["tops"], auroc, rows)
 
-        def hook(state: StepState, seen: dict[str, torch.Tensor] = seen) -> torch.Tensor:
-            seen["tops"] = torch.stack([lens(state.hidden[li], li).argmax(-1) for li in layers], dim=1).cpu()
-            return state.logits
 
-        tap = AttentionTap(layers=layers, record="mean")
-        result = decode(
-            loaded.model,
-            batch.inputs,
-            adapter=loaded.adapter,
-            settings=GenerationSettings(max_new_tokens=1),
-            hook=hook,
-            tap=tap,
-            hidden_layers=layers,
+def _build(loaded: LoadedModel, records: list[dict]) -> PreparedBatch:
+    return build_inputs(
+        loaded, [synthetic.render(r["scene"]) for r in records], [r["question"] for r in records]
+    )
+
+
+def base_readout(loaded: LoadedModel, records: list[dict], batch_size: int) -> BaseReadout:
+    """:class:`BaseReadout` of ``records``: :func:`readout_batch` batch by batch (ONE decode step each)."""
+    parts = [
+        readout_batch(
+            loaded, _build(loaded, records[start : start + batch_size]), records[start : start + batch_size]
         )
-        answers += [
-            _first_word(t) for t in tokenizer.batch_decode(result.new_tokens, skip_special_tokens=True)
-        ]
-        tops.append(seen["tops"])
-        t = batch.inputs["input_ids"].shape[1]
-        rows = torch.stack([tap.records[li].probs[:, 0, -1, :t] for li in layers], dim=1).float().numpy()
-        layouts = loaded.adapter.image_layouts(batch.inputs, batch.original_sizes)
-        for b, r in enumerate(chunk):
-            labels = box_labels(layouts[b][0], r["bboxs"])
-            if labels.any() and not labels.all():
-                positions = layouts[b][0].positions
-                out[start + b] = auroc_rows(rows[b][:, positions], labels)
-    return BaseReadout(answers, torch.cat(tops).numpy(), out)
+        for start in range(0, len(records), batch_size)
+    ]
+    answers = [a for p in parts for a in p.answers]
+    return BaseReadout(
+        answers, torch.cat([p.tops for p in parts]).numpy(), np.concatenate([p.auroc for p in parts])
+    )
+
+
+def method_first_words(
+    loaded: LoadedModel,
+    method: Method,
+    batch: PreparedBatch,
+    readout: BatchReadout | None = None,
+    trace: list[dict[str, Any]] | None = None,
+) -> list[str]:
+    """``method``'s one-token answers on a built batch. VEA with the bare question as its map prompt
+    reads its map from ``readout``'s rows (the same prompt, image and plain forward its attribution pass
+    would run), so that pass is not run twice."""
+    settings = GenerationSettings(max_new_tokens=1)
+    if (
+        readout is not None
+        and isinstance(method, VEA)
+        and method.config.delegate is None  # type: ignore[attr-defined]
+        and all(method.map_prompt(q) == q for q in batch.questions)
+    ):
+        layers = method.config.resolve_layers(loaded)  # type: ignore[attr-defined]
+        maps = method.evidence_from_rows(loaded, batch, readout.rows[:, list(layers)], layers)
+        result = method.execute(
+            loaded, batch, method.plan_from_maps(loaded, batch, maps, passes_before=0), settings
+        )
+    else:
+        result = method.generate(loaded, batch, settings)
+    if trace is not None:
+        trace += [row for step in result.trace for row in step]
+    tokenizer = loaded.processor.tokenizer
+    return [_first_word(t) for t in tokenizer.batch_decode(result.new_tokens, skip_special_tokens=True)]
 
 
 def lens_tops(loaded: LoadedModel, records: list[dict], batch_size: int) -> np.ndarray:
@@ -416,22 +464,30 @@ def run_demo(
     dualpd_trace: list[dict[str, Any]] = []
     answers: dict[str, dict[str, list[str]]] = {s: {} for s in SPLITS}
     readouts: dict[str, BaseReadout] = {}  # base's pass also reads every layer's lens and attention
-    for name, method in methods.items():
+    for name in methods:
         report.accuracy[name], report.correct[name] = {}, {}
-        for split, records in splits.items():
-            if name == "base":
-                readouts[split] = base_readout(loaded, records, batch_size)
-                got = readouts[split].answers
-            else:
-                got = answer_first_words(
-                    loaded, method, records, batch_size, trace=dualpd_trace if name == "dualpd" else None
-                )
-            answers[split][name] = got
-            right = [a == r["answer"] for a, r in zip(got, records, strict=True)]
+    for split, records in splits.items():
+        got: dict[str, list[str]] = {name: [] for name in methods}
+        parts: list[BatchReadout] = []
+        for start in range(0, len(records), batch_size):  # each batch built once, read by every method
+            chunk = records[start : start + batch_size]
+            batch = _build(loaded, chunk)
+            parts.append(readout_batch(loaded, batch, chunk))  # base's answers, lens and attention
+            got["base"] += parts[-1].answers
+            for name, method in methods.items():
+                if name != "base":
+                    trace = dualpd_trace if name == "dualpd" else None
+                    got[name] += method_first_words(loaded, method, batch, parts[-1], trace=trace)
+        readouts[split] = BaseReadout(
+            got["base"], torch.cat([p.tops for p in parts]).numpy(), np.concatenate([p.auroc for p in parts])
+        )
+        for name in methods:
+            answers[split][name] = got[name]
+            right = [a == r["answer"] for a, r in zip(got[name], records, strict=True)]
             report.correct[name][split] = right
             report.accuracy[name][split] = (float(np.mean(right)), *wilson_interval(sum(right), n))
-            if progress:
-                progress(f"{name}/{split}")
+        if progress:
+            progress(f"{split} ({', '.join(methods)})")
     for name in methods:
         if name != "base":
             report.paired[name] = {

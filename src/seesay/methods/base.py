@@ -73,7 +73,18 @@ class Method:
     ) -> DecodeOutput:
         """The engine's decode loop with what :meth:`plan` declares (the one ``generate`` of every
         method)."""
-        plan = self.plan(loaded, batch)
+        return self.execute(loaded, batch, self.plan(loaded, batch), settings, logits_processor)
+
+    def execute(
+        self,
+        loaded: LoadedModel,
+        batch: PreparedBatch,
+        plan: EnginePlan,
+        settings: GenerationSettings,
+        logits_processor: LogitsProcessorList | None = None,
+    ) -> DecodeOutput:
+        """Run ``plan`` (from :meth:`plan`, or built by a method's own helper from work a caller already
+        did, e.g. VEA's maps from attention rows it has) through the engine's decode loop."""
         with contextlib.ExitStack() as stack:
             for context in plan.contexts:  # e.g. forward hooks whose readings the tap's edits use
                 stack.enter_context(context)

@@ -161,13 +161,26 @@ class VEA(Method):
     def evidence(
         self, loaded: LoadedModel, images: list[list[Image.Image]], questions: list[str]
     ) -> list[list[EvidenceResult]]:
-        """Eqs. 1-4 for a batch: per sample, per image, the map and the highlighted image."""
+        """Eqs. 1-4 for a batch: per sample, per image, the map and the highlighted image (the attribution
+        pass, then :meth:`evidence_from_rows`)."""
         cfg: VEAConfig = self.config  # type: ignore[assignment]
         mapper = self.attribution_model(loaded)
         layers = cfg.resolve_layers(mapper)
-        wrap = (lambda q: q) if cfg.prompt == "question" else qa_prompt
-        batch = build_inputs(mapper, images, [wrap(q) for q in questions])
+        batch = build_inputs(mapper, images, [self.map_prompt(q) for q in questions])
         rows = attention_rows(mapper, batch, layers)  # [B, n_layers, T]
+        return self.evidence_from_rows(mapper, batch, rows, layers)
+
+    def map_prompt(self, question: str) -> str:
+        """The text the attribution pass reads the attention of (the QA prompt, or the bare question)."""
+        return question if self.config.prompt == "question" else qa_prompt(question)  # type: ignore[attr-defined]
+
+    def evidence_from_rows(
+        self, mapper: LoadedModel, batch: PreparedBatch, rows: np.ndarray, layers: tuple[int, ...]
+    ) -> list[list[EvidenceResult]]:
+        """Eqs. 1-4 from attention rows already read: ``rows`` [B, len(layers), T] is the last prompt
+        token's head-mean attention at ``layers`` (:func:`~seesay.attribution.attention_rows` of ``batch``,
+        the map prompt on the original images, or the same rows recorded by a tapped plain pass)."""
+        cfg: VEAConfig = self.config  # type: ignore[assignment]
         layouts = mapper.adapter.image_layouts(batch.inputs, batch.original_sizes)
         results = []
         for b, per_image in enumerate(layouts):
@@ -183,17 +196,30 @@ class VEA(Method):
                     highlighted = input_highlight(image, layout, scores, alpha=cfg.alpha, maps=maps)
                 if highlighted is None:
                     highlighted = highlight(image, emap, cfg.alpha)
-                sample.append(EvidenceResult(emap, highlighted, layers, scores, layout, retrieval))
+                sample.append(EvidenceResult(emap, highlighted, tuple(layers), scores, layout, retrieval))
             results.append(sample)
         return results
 
     def plan(self, loaded: LoadedModel, batch: PreparedBatch) -> EnginePlan:
         """The attribution pass and the highlight happen here; decoding then answers from the
         highlighted images with the method's prompt."""
+        if not batch.questions:
+            raise ConfigError("vea needs the questions of the batch (build it with seesay.build_inputs)")
+        return self.plan_from_maps(loaded, batch, self.evidence(loaded, batch.images, batch.questions))
+
+    def plan_from_maps(
+        self,
+        loaded: LoadedModel,
+        batch: PreparedBatch,
+        maps: list[list[EvidenceResult]],
+        passes_before: int = 1,
+    ) -> EnginePlan:
+        """The answer pass from each sample's maps (:meth:`evidence` or :meth:`evidence_from_rows`):
+        the highlighted images with the method's prompt. ``passes_before``: the attribution passes run
+        for them (0 when the rows came from a pass run anyway)."""
         cfg: VEAConfig = self.config  # type: ignore[assignment]
         if not batch.questions:
             raise ConfigError("vea needs the questions of the batch (build it with seesay.build_inputs)")
-        maps = self.evidence(loaded, batch.images, batch.questions)
         if cfg.save_maps:
             self._save(maps, batch.images, Path(cfg.save_maps))
         prompt = {"vea": vea_prompt, "qa": qa_prompt, "question": lambda q: q}[cfg.prompt]
@@ -210,7 +236,9 @@ class VEA(Method):
             return out
 
         # passes_before: the attribution pass; evidence: each sample's maps (seesay eval scores them)
-        return EnginePlan(inputs=answer_batch.inputs, passes_before=1, evidence=maps, finish=finish)
+        return EnginePlan(
+            inputs=answer_batch.inputs, passes_before=passes_before, evidence=maps, finish=finish
+        )
 
     @staticmethod
     def _save(maps: list[list[EvidenceResult]], images: list[list[Image.Image]], folder: Path) -> None:
