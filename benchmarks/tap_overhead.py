@@ -111,11 +111,11 @@ def mode_runners(model, inputs) -> dict[str, Callable]:
     """name -> fn(n_new_tokens, logits_processor) returning the number of forward passes it made."""
     import torch
 
-    from seesay.adapters import get_adapter
-    from seesay.decoding import GenerationSettings, decode
-    from seesay.loading import LoadedModel, PreparedBatch
+    from seesay.engine.adapters import get_adapter
+    from seesay.engine.decoding import GenerationSettings, decode
+    from seesay.engine.loading import LoadedModel, PreparedBatch
+    from seesay.engine.tap import AttentionTap
     from seesay.methods import get_method
-    from seesay.tap import AttentionTap
 
     adapter = get_adapter(model)
 
@@ -165,7 +165,7 @@ def mode_runners(model, inputs) -> dict[str, Callable]:
     def icd(n, procs):
         # ICD's hook and branch as its plan builds them, with the role prefix as 8 more prompt tokens after
         # the image (the benchmark's model has no tokenizer to render "You are a confused object detector.")
-        from seesay.decoding import Branch
+        from seesay.engine.decoding import Branch
         from seesay.methods.icd import DISTURBED, ICDConfig, ICDStep
 
         ids = inputs["input_ids"]

@@ -4,7 +4,7 @@ Same seeded random-weight LLaVA-architecture model as ``tap_overhead.py``. One f
 (CPU: peak RSS with glibc told to mmap blocks >= 64 KiB, and the peak above the RSS before the pass; GPU:
 ``torch.cuda.max_memory_allocated``). Modes:
   forward      the base model's forward pass of the prompt (sdpa, no KV cache)       -- the reference
-  attribution  the same pass with the tap reading the last row of EVERY layer (seesay.attribution)
+  attribution  the same pass with the tap reading the last row of EVERY layer (seesay.methods.vea.attribution)
   eager        eager attention with output_attentions (the VEA reference code's way)
 
     python benchmarks/vea_memory.py                       # 2880 image tokens on CPU
@@ -32,9 +32,9 @@ MODES = ("forward", "attribution", "eager")
 def child(args) -> dict:
     import torch
 
-    from seesay.adapters import get_adapter
-    from seesay.attribution import attention_rows
-    from seesay.loading import LoadedModel, PreparedBatch
+    from seesay.engine.adapters import get_adapter
+    from seesay.engine.loading import LoadedModel, PreparedBatch
+    from seesay.methods.vea.attribution import attention_rows
 
     torch.set_num_threads(args.threads)
     model = build_model(args)

@@ -13,9 +13,10 @@ import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from seesay import load_model, synthetic
-from seesay.demo import demo_model_path
-from seesay.loading import build_inputs
+from seesay import load_model
+from seesay.demo import synthetic
+from seesay.demo.run import demo_model_path
+from seesay.engine.loading import build_inputs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import train_demo_model as script

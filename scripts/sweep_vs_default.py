@@ -11,8 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from seesay.evaluation import read_done
-from seesay.stats import paired_difference
+from seesay.eval.runner import read_done
+from seesay.eval.stats import paired_difference
 
 
 def scores(sweep: Path, point: str, method: str, metric: str) -> dict[str, float]:

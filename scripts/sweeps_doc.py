@@ -7,7 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from seesay.sweep import markdown_table
+from seesay.eval.sweep import markdown_table
 
 ORDER = [
     ("dualpd_static_layer", "DualPD: a static basic layer at each depth against the dynamic choice (none)"),

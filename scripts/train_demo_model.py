@@ -57,7 +57,7 @@ The bundled model is three runs of this script (``scripts/train_organism.sh``, d
 above from scratch (stage 1, ``--stop-at-step 2667``), 400 ordinary steps with ``--hue-jitter 80``
 (stage 2), then the look stage with the same jitter (stage 3).
 
-    bash scripts/train_organism.sh src/seesay/demo_model                      # CPU, 2 cores: 73 min
+    bash scripts/train_organism.sh src/seesay/demo/model                      # CPU, 2 cores: 73 min
     python scripts/train_demo_model.py --out OUT                              # stage 1 alone: 58 min
     python scripts/train_demo_model.py --device cuda --out OUT
 """
@@ -83,7 +83,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from seesay import synthetic
+from seesay.demo import synthetic
 
 try:  # PIL backend (no torchvision needed); older transformers 5.x only have the default class
     from transformers import CLIPImageProcessorPil
@@ -501,9 +501,9 @@ def accuracy(
 
 def layer_auroc(model, processor, records: list[dict], batch_size: int = 100) -> list[float]:
     """Per-layer evidence AUROC of the last prompt row's attention (seesay demo's measurement)."""
-    from seesay.adapters import get_adapter
-    from seesay.demo import auroc_matrix, nanmean
-    from seesay.loading import LoadedModel
+    from seesay.demo.run import auroc_matrix, nanmean
+    from seesay.engine.adapters import get_adapter
+    from seesay.engine.loading import LoadedModel
 
     model.eval()
     loaded = LoadedModel(model=model, processor=processor, adapter=get_adapter(model, processor))

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The bundled demo model (src/seesay/demo_model), all three stages, replayable step for step:
+# The bundled demo model (src/seesay/demo/model), all three stages, replayable step for step:
 #
 #   bash scripts/train_organism.sh OUT [extra train_demo_model.py options, e.g. --device cuda]
 #

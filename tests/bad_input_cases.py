@@ -102,7 +102,7 @@ _HELD: list = []  # locks this test process holds, as another run would
 
 
 def _locked(tmp: Path, model: Path) -> list[str]:
-    from seesay.rundir import RunLock
+    from seesay.eval.rundir import RunLock
 
     lock = RunLock(tmp / "out")
     lock.acquire()

@@ -16,7 +16,7 @@ from transformers.utils import logging as hf_logging  # noqa: E402
 hf_logging.disable_progress_bar()
 hf_logging.set_verbosity_error()
 
-from seesay.loading import LoadedModel, build_inputs  # noqa: E402
+from seesay.engine.loading import LoadedModel, build_inputs  # noqa: E402
 from seesay.testing.tiny import FAMILIES, build_tiny_vlm, tiny_image  # noqa: E402
 
 QUESTIONS = ["what is the color of the cat ?", "how many dog ?", "is there a red circle in this image ?"]
@@ -34,7 +34,7 @@ _CACHE: dict[str, LoadedModel] = {}
 def loaded_tiny(family: str) -> LoadedModel:
     """The tiny model of ``family`` wrapped as a LoadedModel (built once per test session)."""
     if family not in _CACHE:
-        from seesay.adapters import get_adapter
+        from seesay.engine.adapters import get_adapter
 
         tiny = build_tiny_vlm(family)
         _CACHE[family] = LoadedModel(

@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from seesay.adapters import SUPPORTED_ARCHITECTURES, get_adapter
+from seesay.engine.adapters import SUPPORTED_ARCHITECTURES, get_adapter
+from seesay.engine.loading import build_inputs
 from seesay.errors import ConfigError, NoImageTokensError, UnsupportedModelError
-from seesay.loading import build_inputs
 from tests.helpers import block_canvases
 
 
@@ -39,7 +39,7 @@ def test_unsupported_model_names_class_and_supported():
 def test_config_without_image_token_id():
     from types import SimpleNamespace
 
-    from seesay.adapters import LlavaAdapter
+    from seesay.engine.adapters import LlavaAdapter
 
     fake = SimpleNamespace(config=SimpleNamespace(image_token_id=None, image_token_index=None))
     with pytest.raises(ConfigError, match="image_token_id"):

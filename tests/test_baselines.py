@@ -10,10 +10,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from seesay.adapters import get_adapter
-from seesay.decoding import GenerationSettings
+from seesay.engine.adapters import get_adapter
+from seesay.engine.decoding import GenerationSettings
+from seesay.engine.loading import LoadedModel, PreparedBatch, build_inputs
 from seesay.errors import ConfigError
-from seesay.loading import LoadedModel, PreparedBatch, build_inputs
 from seesay.methods import VCD, DoLa, DoLaConfig, VCDConfig
 from seesay.methods.vcd import add_diffusion_noise, diffusion_schedule
 from seesay.testing.tiny import tiny_image
@@ -136,7 +136,7 @@ def test_vcd_scores_follow_the_formula():
         seen["scores"], seen["clean"] = scores, state.logits
         return scores
 
-    from seesay.decoding import decode
+    from seesay.engine.decoding import decode
 
     decode(
         loaded.model,
@@ -249,9 +249,9 @@ def test_vcd_cached_noisy_steps_equal_a_direct_recomputation(merged):
     """Every decode step's scores, the noised branch read from its own KV cache, against a full forward
     pass of the noised image and the tokens so far: with the branch in the main forward (a 2B batch) and
     as its own forward (what the engine does when a tap is installed)."""
-    from seesay.decoding import decode
+    from seesay.engine.decoding import decode
+    from seesay.engine.tap import AttentionTap
     from seesay.methods.vcd import VCDStep, noised_branch
-    from seesay.tap import AttentionTap
     from tests.conftest import loaded_tiny
 
     loaded = loaded_tiny("llava")
@@ -293,9 +293,9 @@ def test_vcd_cached_noisy_steps_equal_a_direct_recomputation(merged):
 def test_a_tapped_branch_of_its_own_sees_its_own_positions():
     """A branch run as its own forward with ``tapped=True``: the tap's edits see the branch's key offset
     and query positions, and the main pass's records (kept per step) are not mixed with the branch's."""
-    from seesay.decoding import Branch, decode
-    from seesay.tap import AttentionTap
-    from seesay.variants import text_only
+    from seesay.engine.decoding import Branch, decode
+    from seesay.engine.tap import AttentionTap
+    from seesay.engine.variants import text_only
     from tests.conftest import loaded_tiny
 
     loaded = loaded_tiny("llava")

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from seesay.errors import DataError
-from seesay.metrics.chair import (
+from seesay.eval.metrics.chair import (
     caption_objects,
     categories,
     chair,
@@ -19,7 +19,7 @@ from seesay.metrics.chair import (
     score_caption,
     synonyms,
 )
-from seesay.tasks import get_task
+from seesay.eval.tasks import get_task
 
 
 def _objects(caption: str) -> list[tuple[str, str]]:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from seesay.decoding import GenerationSettings, decode
+from seesay.engine.decoding import GenerationSettings, decode
+from seesay.engine.loading import build_inputs
 from seesay.errors import ConfigError
-from seesay.loading import build_inputs
 from seesay.methods import DeCo, DeCoConfig
 from seesay.methods.deco import deco_scores
 from tests.conftest import QUESTIONS, images, loaded_tiny

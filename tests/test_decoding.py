@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from seesay.decoding import GenerationSettings, StepState, decode
+from seesay.engine.decoding import GenerationSettings, StepState, decode
 from seesay.errors import ConfigError
 
 
@@ -20,7 +20,7 @@ def test_greedy_equals_generate(loaded, batch3):
 
 
 def test_batch_equals_one_at_a_time(loaded, batch3):
-    from seesay.loading import build_inputs
+    from seesay.engine.loading import build_inputs
     from tests.conftest import QUESTIONS, images
 
     settings = GenerationSettings(max_new_tokens=6)
@@ -41,7 +41,7 @@ def test_repetition_penalty_equals_generate(loaded, batch3):
 
 
 def test_sampling_is_seeded():
-    from seesay.loading import build_inputs
+    from seesay.engine.loading import build_inputs
     from tests.conftest import QUESTIONS, images, loaded_tiny
 
     loaded = loaded_tiny("llava")
@@ -59,7 +59,7 @@ def test_sampling_is_seeded():
 
 
 def test_hook_sees_state_and_steers():
-    from seesay.loading import build_inputs
+    from seesay.engine.loading import build_inputs
     from tests.conftest import QUESTIONS, images, loaded_tiny
 
     loaded = loaded_tiny("qwen2_vl")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from seesay.demo import demo_model_path, run_demo
+from seesay.demo.run import demo_model_path, run_demo
 
 pytestmark = pytest.mark.skipif(demo_model_path() is None, reason="no bundled demo model in this checkout")
 
@@ -60,7 +60,7 @@ def test_demo_reports_every_part(tmp_path):
 
 
 def test_chance_of_a_lens_hit():
-    from seesay.demo import chance_of_a_lens_hit
+    from seesay.demo.run import chance_of_a_lens_hit
 
     assert chance_of_a_lens_hit("exists", 1) == 0.5
     assert chance_of_a_lens_hit("color", 2) == pytest.approx(1 - 0.75**2)
@@ -74,14 +74,14 @@ def test_ask_uses_the_demo_model_by_default(capsys):
     image = Path(__file__).resolve().parents[1] / "examples" / "shapes.png"
     assert main(["ask", "-i", str(image), "-q", "what is the color of the circle ?", "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
-    assert payload["model"].endswith("demo_model") and payload["answer"] == "red"
+    assert payload["model"].endswith("demo/model") and payload["answer"] == "red"
 
 
 def test_every_answer_word_is_one_token():
     """The demo decodes one new token per question: exact only while every answer word is one token."""
     from transformers import AutoTokenizer
 
-    from seesay.demo import ANSWER_WORDS
+    from seesay.demo.run import ANSWER_WORDS
 
     tok = AutoTokenizer.from_pretrained(demo_model_path())
     for words in ANSWER_WORDS.values():
@@ -96,7 +96,7 @@ def test_base_readout_answers_are_plain_greedy():
     import numpy as np
 
     from seesay import load_model
-    from seesay.demo import answer_first_words, base_readout, heldout
+    from seesay.demo.run import answer_first_words, base_readout, heldout
     from seesay.methods import get_method
 
     loaded = load_model(demo_model_path(), dtype="float32")
@@ -111,9 +111,9 @@ def test_base_readout_answers_are_plain_greedy():
 def test_demo_seed_selects_the_questions_and_is_recorded(tmp_path, capsys):
     """`--seed` measures another split (the dev seed, where recipes are chosen); the default stays the
     held-out seed, and the run says which it used."""
-    from seesay import synthetic
     from seesay.cli import main
-    from seesay.demo import DEV_SEED, HELDOUT_SEED, heldout
+    from seesay.demo import synthetic
+    from seesay.demo.run import DEV_SEED, HELDOUT_SEED, heldout
 
     assert heldout("iid", 3) == synthetic.generate("iid", 3, seed=HELDOUT_SEED)
     assert heldout("iid", 3, DEV_SEED) != heldout("iid", 3)
@@ -133,8 +133,8 @@ def test_vea_map_from_the_readout_rows_equals_its_own_attribution_pass():
     import numpy as np
 
     from seesay import load_model
-    from seesay.decoding import GenerationSettings
-    from seesay.demo import _build, demo_methods, heldout, method_first_words, readout_batch
+    from seesay.demo.run import _build, demo_methods, heldout, method_first_words, readout_batch
+    from seesay.engine.decoding import GenerationSettings
 
     loaded = load_model(demo_model_path(), dtype="float32")
     records = heldout("counterfactual", 40)

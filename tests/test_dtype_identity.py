@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from seesay.decoding import GenerationSettings, decode
-from seesay.loading import build_inputs, load_model
+from seesay.engine.decoding import GenerationSettings, decode
+from seesay.engine.loading import build_inputs, load_model
+from seesay.engine.tap import AttentionTap
 from seesay.methods import get_method
-from seesay.tap import AttentionTap
 from seesay.testing.tiny import FAMILIES
 from tests.conftest import QUESTIONS, images
 
@@ -42,7 +42,7 @@ def test_strength_zero_is_plain_greedy_in_every_dtype(family, dtype):
 
 
 def test_dtype_aliases_and_sources_without_a_dtype():
-    from seesay.loading import register_model_source
+    from seesay.engine.loading import register_model_source
     from seesay.testing.tiny import load_tiny_random
 
     assert load_tiny_random("llava", dtype="bf16").model.dtype == torch.bfloat16

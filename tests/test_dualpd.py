@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 
-from seesay.adapters import get_adapter
-from seesay.decoding import GenerationSettings, decode
+from seesay.engine.adapters import get_adapter
+from seesay.engine.decoding import GenerationSettings, decode
+from seesay.engine.loading import LoadedModel, build_inputs
+from seesay.engine.tap import AttentionTap, attention_tap
 from seesay.errors import ConfigError
-from seesay.loading import LoadedModel, build_inputs
 from seesay.methods import DualPD, DualPDConfig, get_method
-from seesay.tap import AttentionTap, attention_tap
 from seesay.testing.tiny import build_tiny_vlm, tiny_image
 
 SETTINGS = GenerationSettings(max_new_tokens=6)
@@ -58,7 +58,7 @@ def _eager_attentions(model, inputs):
 
 def _direct_basic_layers(loaded, batch, sequences, n_steps, metric, side):
     """The basic layer at every step, recomputed from eager attention rows of the full sequence."""
-    from seesay.contrast import SHIFT_METRICS
+    from seesay.methods.contrast import SHIFT_METRICS
 
     inputs = dict(batch.inputs)
     t0 = inputs["input_ids"].shape[1]
@@ -189,7 +189,7 @@ def test_static_layer_uses_that_layer(monkeypatch):
     out = DualPD(DualPDConfig(static_layer=2, rho=0.0), trace=True).generate(loaded, batch, SETTINGS)
     assert all(step[0]["basic_layer"] == 2 for step in out.trace)
     # and the contrast is what the lens at layer 2 gives
-    from seesay.lens import LogitLens
+    from seesay.engine.lens import LogitLens
 
     captured = {}
     ref = decode(

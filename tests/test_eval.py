@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from seesay.errors import DataError
-from seesay.evaluation import evaluate, read_done
-from seesay.tasks import get_task
+from seesay.eval.runner import evaluate, read_done
+from seesay.eval.tasks import get_task
 from seesay.testing.tiny import tiny_image
 
 ANSWERS10 = ["red"] * 6 + ["blue"] * 4

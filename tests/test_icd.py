@@ -9,12 +9,12 @@ import math
 import pytest
 import torch
 
-from seesay.decoding import GenerationSettings, decode
+from seesay.engine.decoding import GenerationSettings, decode
+from seesay.engine.loading import build_inputs
+from seesay.engine.variants import insert_before_question
 from seesay.errors import ConfigError
-from seesay.loading import build_inputs
 from seesay.methods import ICD, ICDConfig
 from seesay.methods.icd import DISTURBED
-from seesay.variants import insert_before_question
 from tests.conftest import QUESTIONS, images, loaded_tiny
 from tests.helpers import assert_batch_equals_alone
 
@@ -72,7 +72,7 @@ def test_icd_batch_equals_one_at_a_time(family):
 
 def test_icd_config_cli_and_eval(tmp_path, capsys):
     from seesay.cli import main
-    from seesay.synthetic_pope import write_pope
+    from seesay.demo.synthetic_pope import write_pope
 
     for bad in ({"alpha": -1}, {"beta": 0}, {"prefix": " "}):
         with pytest.raises(ConfigError):

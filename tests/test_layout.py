@@ -9,8 +9,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1] / "src" / "seesay"
 
 
-def import_graph() -> tuple[dict[str, set[str]], set[str]]:
-    """module -> the seesay modules it imports (anywhere in the file), and the set of packages."""
+def import_graph(runtime_only: bool = False) -> tuple[dict[str, set[str]], set[str]]:
+    """module -> the seesay modules it imports (anywhere in the file; with ``runtime_only``, not those
+    under ``if TYPE_CHECKING:``, which annotations alone use), and the set of packages."""
     files = {}
     for f in ROOT.rglob("*.py"):
         name = ".".join(f.relative_to(ROOT.parent).with_suffix("").parts).removesuffix(".__init__")
@@ -19,8 +20,15 @@ def import_graph() -> tuple[dict[str, set[str]], set[str]]:
     graph: dict[str, set[str]] = {m: set() for m in files}
     for module, f in files.items():
         package = module if module in packages else module.rsplit(".", 1)[0]
-        for node in ast.walk(ast.parse(f.read_text())):
-            if not isinstance(node, ast.ImportFrom):
+        tree = ast.parse(f.read_text())
+        typing_only = {
+            id(n)
+            for block in ast.walk(tree)
+            if runtime_only and isinstance(block, ast.If) and ast.unparse(block.test) == "TYPE_CHECKING"
+            for n in ast.walk(block)
+        }
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ImportFrom) or id(node) in typing_only:
                 continue
             if node.level:
                 parts = package.split(".")
@@ -81,3 +89,29 @@ def test_start_up_imports_only_what_it_uses():
     code = "import sys; from seesay.cli import main; main(['--help']); print('transformers' in sys.modules)"
     help_run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert help_run.stdout.strip().endswith("False")
+
+
+LAYERS = ("engine", "methods", "eval", "demo")  # each may import the ones before it, never those after
+
+
+def layer_of(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in LAYERS else None
+
+
+def test_folders_are_layers_that_import_only_downwards():
+    """engine <- methods <- eval <- demo: the engine imports no method, the methods no benchmark or
+    runner, evaluation nothing of the demo (the report, the CLI and the integrations sit on top)."""
+    graph, _ = import_graph(runtime_only=True)
+    upward = sorted(
+        (module, target)
+        for module, targets in graph.items()
+        for target in targets
+        if layer_of(module)
+        and layer_of(target)
+        and LAYERS.index(layer_of(target)) > LAYERS.index(layer_of(module))
+    )
+    assert upward == []
+    assert {layer_of(m) for m in graph} >= set(LAYERS)  # the folders exist and hold the modules
+    flat = sorted(f.name for f in ROOT.glob("*.py"))
+    assert flat == ["__init__.py", "__main__.py", "api.py", "cli.py", "errors.py", "registry.py"]

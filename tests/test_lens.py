@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from seesay.lens import EMBEDDING_OUTPUT, LogitLens, capture_hidden
+from seesay.engine.lens import EMBEDDING_OUTPUT, LogitLens, capture_hidden
 
 
 def test_lens_equals_direct_readout(loaded, batch3):

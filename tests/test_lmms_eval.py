@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from seesay.demo import demo_model_path
-from seesay.synthetic_pope import write_pope
+from seesay.demo.run import demo_model_path
+from seesay.demo.synthetic_pope import write_pope
 
 
 def _lmms_eval_or_skip() -> None:

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
+from seesay.engine.loading import build_inputs, load_image, load_model
 from seesay.errors import ImageError, ModelLoadError, NoImageTokensError, SeesayError, UnsupportedModelError
-from seesay.loading import build_inputs, load_image, load_model
 from seesay.testing.tiny import build_tiny_vlm, tiny_image
 
 
@@ -118,8 +118,8 @@ def test_max_pixels_caps_qwen_inputs_and_is_refused_elsewhere():
     request for a Qwen-family model; an error for other families. Recorded for the run manifest."""
     from PIL import Image
 
+    from seesay.engine.loading import VEA_MAX_PIXELS, apply_max_pixels, build_inputs, load_model
     from seesay.errors import ConfigError
-    from seesay.loading import VEA_MAX_PIXELS, apply_max_pixels, build_inputs, load_model
 
     loaded = load_model("tiny-random:qwen2_5_vl")  # no published preset in its name: nothing changes
     assert "max_pixels" not in loaded.info

@@ -17,10 +17,10 @@ import re
 import numpy as np
 import pytest
 
-from seesay.adapters.base import ImageGrid, ImageLayout, grid_boxes
-from seesay.evidence import box_labels, mean_over_layers, minmax, paint, smooth
-from seesay.metrics import auprc, auroc, ndcg
-from seesay.metrics import vqa as sm
+from seesay.engine.adapters.base import ImageGrid, ImageLayout, grid_boxes
+from seesay.eval.metrics import vqa as sm
+from seesay.methods.vea.evidence import box_labels, mean_over_layers, minmax, paint, smooth
+from seesay.methods.vea.retrieval import auprc, auroc, ndcg
 from tests.reference_scorers import (
     anls_scripts,
     gqa_eval,
@@ -621,8 +621,8 @@ def test_vea_config_refuses_an_empty_layer_set():
 def test_visual_cot_refuses_an_empty_answer_list(tmp_path):
     import json
 
-    from seesay.data import load_visual_cot
     from seesay.errors import DataError
+    from seesay.eval.data import load_visual_cot
 
     path = tmp_path / "records.json"
     path.write_text(
@@ -633,7 +633,7 @@ def test_visual_cot_refuses_an_empty_answer_list(tmp_path):
 
 
 def test_rapt_refuses_a_mask_of_the_wrong_length_even_on_an_all_zero_row():
-    from seesay.attribution import rapt
+    from seesay.methods.vea.attribution import rapt
 
     row = np.zeros(6)
     prompt = np.ones(6, dtype=bool)
@@ -646,7 +646,7 @@ def test_task_loaders_refuse_an_empty_answer_list(tmp_path):
     import json
 
     from seesay.errors import DataError
-    from seesay.tasks import get_task
+    from seesay.eval.tasks import get_task
 
     path = tmp_path / "TextVQA_0.5.1_val.json"
     path.write_text(

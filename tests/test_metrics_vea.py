@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from seesay.metrics.vea_qa import lemma, normalize, vea_exact_match, vea_f1, vea_scores
+from seesay.eval.metrics.vea_qa import lemma, normalize, vea_exact_match, vea_f1, vea_scores
 
 
 @pytest.mark.parametrize(
@@ -65,8 +65,8 @@ def test_f1_over_sets_of_lemmas_best_reference():
 
 
 def test_visual_cot_task_offers_the_vea_mode(tmp_path):
-    from seesay import synthetic
-    from seesay.tasks import get_task
+    from seesay.demo import synthetic
+    from seesay.eval.tasks import get_task
 
     task = get_task("visual_cot")
     assert "vea" in task.modes

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from seesay.metrics.vqa import (
+from seesay.eval.metrics.vqa import (
     anls,
     exact_match,
     gqa_exact_match,

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from seesay.errors import DataError
-from seesay.metrics.yesno import amber_metrics, amber_scores, mme_answer, mme_metrics
-from seesay.tasks import get_task
+from seesay.eval.metrics.yesno import amber_metrics, amber_scores, mme_answer, mme_metrics
+from seesay.eval.tasks import get_task
 
 
 @pytest.mark.parametrize(

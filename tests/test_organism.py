@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from seesay import synthetic
-from seesay.demo import (
+from seesay.demo import synthetic
+from seesay.demo.run import (
     ANSWER_WORDS,
     DEV_N,
     DEV_SEED,

@@ -11,12 +11,12 @@ import torch
 from transformers import AttentionInterface, AttentionMaskInterface
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
 
-from seesay.decoding import GenerationSettings, decode
+from seesay.engine.decoding import GenerationSettings, decode
+from seesay.engine.loading import build_inputs
+from seesay.engine.variants import text_only
 from seesay.errors import ConfigError
-from seesay.loading import build_inputs
 from seesay.methods import PAI, PAIConfig
 from seesay.methods.pai import TEXT_ONLY, guided_scores
-from seesay.variants import text_only
 from tests.conftest import QUESTIONS, images, loaded_tiny
 from tests.helpers import assert_batch_equals_alone
 

@@ -8,11 +8,11 @@ from collections import Counter
 
 import pytest
 
-from seesay import synthetic
+from seesay.demo import synthetic
+from seesay.demo.synthetic_pope import OBJECTS, VARIANTS, pope_records, training_stats, write_pope
 from seesay.errors import DataError
-from seesay.metrics.yesno import extract_yes_no, pope_metrics, yes_no_scores
-from seesay.synthetic_pope import OBJECTS, VARIANTS, pope_records, training_stats, write_pope
-from seesay.tasks import get_task
+from seesay.eval.metrics.yesno import extract_yes_no, pope_metrics, yes_no_scores
+from seesay.eval.tasks import get_task
 
 
 @pytest.mark.parametrize(

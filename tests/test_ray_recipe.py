@@ -9,8 +9,8 @@ import os
 
 import pytest
 
-from seesay.demo import demo_model_path
-from seesay.synthetic_pope import write_pope
+from seesay.demo.run import demo_model_path
+from seesay.demo.synthetic_pope import write_pope
 
 
 def test_ray_data_map_batches_matches_ask(tmp_path):

@@ -7,12 +7,12 @@ import dataclasses
 
 import pytest
 
-from seesay.adapters import ADAPTERS
-from seesay.adapters.base import ADAPTER_REGISTRY, ModelAdapter, register_adapter
+from seesay.engine.adapters import ADAPTERS
+from seesay.engine.adapters.base import ADAPTER_REGISTRY, ModelAdapter, register_adapter
 from seesay.errors import ConfigError
+from seesay.eval.tasks import TASKS, Task, get_task, register_task
 from seesay.methods import METHODS, Method, get_method, register_method
 from seesay.registry import Registry
-from seesay.tasks import TASKS, Task, get_task, register_task
 
 
 def test_registry_refuses_a_name_twice():
@@ -69,8 +69,8 @@ def test_hooks_return_a_step_result():
     """The engine reads a hook's trace and extra passes from what it returns, not from attributes."""
     import torch
 
-    from seesay.decoding import GenerationSettings, StepResult, decode
-    from seesay.loading import build_inputs
+    from seesay.engine.decoding import GenerationSettings, StepResult, decode
+    from seesay.engine.loading import build_inputs
     from tests.conftest import QUESTIONS, images, loaded_tiny
 
     loaded = loaded_tiny("llava")
@@ -95,14 +95,14 @@ def test_tiny_random_is_served_by_the_test_kit_through_an_entry_point():
     import sys
 
     code = (
-        "import sys, seesay, seesay.loading, seesay.cli\n"
+        "import sys, seesay, seesay.engine.loading, seesay.cli\n"
         "assert not [m for m in sys.modules if m.startswith('seesay.testing')], 'test kit imported'\n"
         "m = seesay.load_model('tiny-random:gemma3')\n"
         "assert m.info['random_weights'] and m.family == 'gemma3'\n"
         "assert 'seesay.testing.tiny' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
-    from seesay.loading import MODEL_SOURCES, model_source
+    from seesay.engine.loading import MODEL_SOURCES, model_source
 
     assert model_source("C:\\\\models\\\\llava") is None and model_source("org/model") is None
     assert model_source("tiny-random:llava")[1] == "llava" and "tiny-random" in MODEL_SOURCES
@@ -121,8 +121,8 @@ def test_the_writing_a_method_example_runs():
 
     import torch
 
-    from seesay.decoding import GenerationSettings
-    from seesay.loading import build_inputs
+    from seesay.engine.decoding import GenerationSettings
+    from seesay.engine.loading import build_inputs
     from tests.conftest import QUESTIONS, images, loaded_tiny
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "methods" / "writing.md").read_text()

@@ -16,9 +16,9 @@ import pytest
 
 from seesay.cli import main
 from seesay.errors import ConfigError, DataError, ModelLoadError
-from seesay.evaluation import Dist, _run, evaluate
-from seesay.rundir import RunLock
-from seesay.tasks import get_task
+from seesay.eval.rundir import RunLock
+from seesay.eval.runner import Dist, _run, evaluate
+from seesay.eval.tasks import get_task
 from tests.bad_input_cases import EXAMPLE, textvqa
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -53,7 +53,7 @@ def _err_line(capsys) -> str:
 
 
 def test_readme_method_list_on_visual_cot_prints_blank_cells(tmp_path, saved_model, capsys):
-    from seesay import synthetic
+    from seesay.demo import synthetic
 
     data = synthetic.write_split(tmp_path / "cot", "iid", 3, seed=5)
     args = ["eval", "--bench", "visual_cot", "--data", str(data), "--model", str(saved_model)]
@@ -234,9 +234,9 @@ def test_prompt_suffix_option_and_model_setting(tmp_path, saved_model):
 
 
 def test_bundled_model_scores_in_eval_what_it_scores_in_the_demo(tmp_path):
-    from seesay import synthetic
-    from seesay.demo import HELDOUT_SEED, answer_first_words, demo_model_path, heldout
-    from seesay.loading import load_model
+    from seesay.demo import synthetic
+    from seesay.demo.run import HELDOUT_SEED, answer_first_words, demo_model_path, heldout
+    from seesay.engine.loading import load_model
     from seesay.methods import get_method
 
     path = demo_model_path()
@@ -258,7 +258,7 @@ def test_bundled_model_scores_in_eval_what_it_scores_in_the_demo(tmp_path):
 def test_missing_hub_id_fails_at_once_online_or_offline(monkeypatch):
     import huggingface_hub
 
-    from seesay.loading import load_model
+    from seesay.engine.loading import load_model
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     t0 = time.perf_counter()
@@ -314,7 +314,7 @@ class _FakeDist(Dist):
 
 
 def test_rank0_progress_counts_every_rank(tmp_path):
-    from seesay.decoding import GenerationSettings
+    from seesay.engine.decoding import GenerationSettings
     from seesay.methods import get_method
     from tests.conftest import loaded_tiny
 
@@ -378,7 +378,7 @@ def test_a_held_lock_refuses_and_a_killed_holder_leaves_none(tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys, time; from seesay.rundir import RunLock; "
+            "import sys, time; from seesay.eval.rundir import RunLock; "
             f"RunLock({str(out)!r}).acquire(); print('held', flush=True); time.sleep(60)",
         ],
         stdout=subprocess.PIPE,
@@ -406,7 +406,7 @@ def test_two_runs_racing_for_a_stale_lock_never_both_hold_it(tmp_path):
     out = tmp_path / "out"
     go = tmp_path / "go"
     script = (
-        "import os, sys, time; from seesay.rundir import RunLock; from seesay.errors import DataError\n"
+        "import os, sys, time; from seesay.eval.rundir import RunLock; from seesay.errors import DataError\n"
         f"lock = RunLock({str(out)!r})\n"
         f"while not os.path.exists({str(go)!r}):\n    time.sleep(0.001)\n"
         "try:\n    lock.acquire(); print('got', flush=True); time.sleep(120)\n"
@@ -454,7 +454,7 @@ def test_the_same_model_by_another_path_and_the_same_questions_resume(tmp_path, 
 
 
 def test_an_interrupt_during_set_up_releases_the_lock(tmp_path, monkeypatch):
-    import seesay.evaluation as ev
+    import seesay.eval.runner as ev
     from tests.conftest import loaded_tiny
 
     def interrupted(*args, **kwargs):
@@ -486,7 +486,7 @@ def test_the_same_command_started_twice_writes_each_sample_once(tmp_path, saved_
 
 def test_device_map_refused_in_a_data_parallel_run(monkeypatch):
     """--device-map auto under N processes would put N copies of the model on the same GPUs."""
-    from seesay.evaluation import refuse_device_map_in_parallel
+    from seesay.eval.runner import refuse_device_map_in_parallel
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ConfigError, match="2 copies of the model on the same GPUs"):

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seesay import synthetic
+from seesay.demo import synthetic
 from seesay.errors import DataError
-from seesay.evidence import compact_map, expand_map
+from seesay.methods.vea.evidence import compact_map, expand_map
 from seesay.report import figures, write_report, write_sections
 from seesay.report.gallery import GalleryItem, draw_boxes, pick
 from seesay.report.model import Figure, Section, Table
@@ -94,7 +94,7 @@ def test_gallery_panels_and_json_round_trip():
 
 
 def test_comparison_matches_stats():
-    from seesay.stats import mean_interval, paired_difference
+    from seesay.eval.stats import mean_interval, paired_difference
 
     base = {f"{i:03d}": float(i % 2) for i in range(40)}
     other = {f"{i:03d}": float(i % 3 != 0) for i in range(40)}
@@ -149,7 +149,7 @@ def test_page_escapes_and_names_figures(tmp_path):
 
 
 def test_profile_and_trace_sources(tmp_path):
-    from seesay.profiling import LayerProfile
+    from seesay.methods.vea.profiling import LayerProfile
 
     rapt = {"image": [1, 2, 3, 2], "question": [1, 0.5, 0.4, 0.3]}
     profile = LayerProfile("m", 4, (2,), [0.5, 0.6, 0.9, 0.8], [0.3] * 4, [0.4] * 4, rapt=rapt, n_samples=7)
@@ -216,7 +216,7 @@ def test_eval_report_without_data_says_so(eval_run, tmp_path):
 
 
 def test_sweep_folder_report(tmp_path):
-    from seesay.sweep import SweepResult, SweepRow, write_sweep
+    from seesay.eval.sweep import SweepResult, SweepRow, write_sweep
 
     base = SweepRow({}, "base", "acc", 0.5, 0.4, 0.6, 50)
     rows = [

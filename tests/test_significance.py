@@ -8,8 +8,8 @@ import json
 import pytest
 
 from seesay.cli import main
-from seesay.evaluation import against_base
-from seesay.stats import mcnemar_exact, paired_bootstrap
+from seesay.eval.runner import against_base
+from seesay.eval.stats import mcnemar_exact, paired_bootstrap
 from tests.bad_input_cases import textvqa
 
 

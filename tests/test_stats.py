@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from seesay.stats import mcnemar_exact, paired_bootstrap, paired_difference, wilson_interval
+from seesay.eval.stats import mcnemar_exact, paired_bootstrap, paired_difference, wilson_interval
 
 
 def test_wilson_interval_hand_computed():
@@ -60,7 +60,7 @@ def test_paired_difference_reports_p_only_for_binary_scores():
 
 
 def test_mean_interval_wilson_for_binary_bootstrap_otherwise():
-    from seesay.stats import mean_interval, wilson_interval
+    from seesay.eval.stats import mean_interval, wilson_interval
 
     assert mean_interval([1, 0, 1, 1]) == (0.75, *wilson_interval(3, 4))
     soft = [0.0, 0.3, 1.0, 0.6, 1.0, 0.3]

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from seesay import synthetic
+from seesay.demo import synthetic
 from seesay.errors import ConfigError
-from seesay.sweep import grid_points, parse_grid, point_name
+from seesay.eval.sweep import grid_points, parse_grid, point_name
 
 
 def test_parse_grid_values_and_errors():
@@ -78,7 +78,7 @@ def test_sweep_end_to_end_resumes_and_plots(data, tmp_path, capsys):
     assert len(table) == 5 and table[0]["point"] == "base"
     for knob in ("gamma", "static_layer"):
         assert (out / f"sweep_{knob}.png").stat().st_size > 1000
-    from seesay.sweep import markdown_table
+    from seesay.eval.sweep import markdown_table
 
     md = markdown_table(out / "sweep.json").splitlines()
     assert len(md) == 2 + 5 and md[2].startswith("| base |")

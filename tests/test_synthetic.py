@@ -8,8 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from seesay.data import load_visual_cot
-from seesay.synthetic import (
+from seesay.demo.synthetic import (
     BACKGROUND,
     COLORS,
     IMAGE_SIZE,
@@ -26,6 +25,7 @@ from seesay.synthetic import (
     sample_scene,
     write_split,
 )
+from seesay.eval.data import load_visual_cot
 
 NUMBERS = ("zero", "one", "two", "three", "four")
 

@@ -7,8 +7,8 @@ import copy
 import pytest
 import torch
 
-from seesay.decoding import GenerationSettings, decode
-from seesay.tap import TAP_ATTENTION, AttentionTap, LayerScores, attention_tap
+from seesay.engine.decoding import GenerationSettings, decode
+from seesay.engine.tap import TAP_ATTENTION, AttentionTap, LayerScores, attention_tap
 
 
 def _eager_attentions(model, inputs):
@@ -151,7 +151,7 @@ def test_score_norms_match_direct_computation(loaded, batch3):
 @pytest.mark.parametrize("target", ["scores", "output"])
 def test_head_scale_changes_only_chosen_heads(target):
     """Scaling head h of sample b changes only that head's output row, as the formula says."""
-    from seesay.loading import build_inputs
+    from seesay.engine.loading import build_inputs
     from tests.conftest import QUESTIONS, images, loaded_tiny
 
     loaded = loaded_tiny("llava")
@@ -209,8 +209,8 @@ def test_additive_score_edit_equals_eager_attention_with_the_bias():
     from transformers import AttentionInterface, AttentionMaskInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
 
-    from seesay.loading import build_inputs
-    from seesay.tap import ScoreChange
+    from seesay.engine.loading import build_inputs
+    from seesay.engine.tap import ScoreChange
     from tests.conftest import QUESTIONS, images, loaded_tiny
 
     loaded = loaded_tiny("llava")
@@ -239,8 +239,8 @@ def test_additive_score_edit_equals_eager_attention_with_the_bias():
 def test_score_edits_compose_in_order():
     """Each edit sees the scores as the previous ones left them: [x2 on head 0, + bias] gives
     2 s + bias on head 0 and s + bias elsewhere, masked keys still masked."""
-    from seesay.loading import build_inputs
-    from seesay.tap import ScoreChange
+    from seesay.engine.loading import build_inputs
+    from seesay.engine.tap import ScoreChange
     from tests.conftest import QUESTIONS, images, loaded_tiny
 
     loaded = loaded_tiny("llava")
@@ -277,8 +277,8 @@ def test_score_edits_compose_in_order():
 
 def test_zero_edits_keep_greedy_tokens_and_logits():
     """scale 1 and bias 0 (strength zero) leave logits bit for bit and tokens equal to plain greedy."""
-    from seesay.loading import build_inputs
-    from seesay.tap import ScoreChange
+    from seesay.engine.loading import build_inputs
+    from seesay.engine.tap import ScoreChange
     from tests.conftest import QUESTIONS, images, loaded_tiny
 
     loaded = loaded_tiny("qwen2_vl")

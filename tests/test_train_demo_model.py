@@ -42,7 +42,7 @@ def trained(tmp_path_factory) -> Path:
 
 def test_saves_a_hub_style_llava_with_processor(trained):
     from seesay import load_model
-    from seesay.loading import build_inputs
+    from seesay.engine.loading import build_inputs
 
     loaded = load_model(trained)  # float32, like the bundled model
     assert type(loaded.model).__name__ == "LlavaForConditionalGeneration"
@@ -111,7 +111,7 @@ def test_packed_turns_match_the_chat_template():
         import train_demo_model as script
     finally:
         sys.path.remove(str(SCRIPT.parent))
-    from seesay import synthetic
+    from seesay.demo import synthetic
 
     tok = script.build_tokenizer()
     processor = script.build_processor(tok)
@@ -220,12 +220,12 @@ def test_hue_jitter_rotates_colours_about_the_grey_axis():
 
 def test_evidence_patches_follow_vea_any_rule(trained):
     from seesay import load_model
-    from seesay.evidence import box_labels
-    from seesay.loading import build_inputs
+    from seesay.engine.loading import build_inputs
+    from seesay.methods.vea.evidence import box_labels
 
     script = _script()
     loaded = load_model(trained)
-    from seesay import synthetic
+    from seesay.demo import synthetic
 
     records = synthetic.generate("iid", 40, seed=5)
     batch = build_inputs(
@@ -240,9 +240,10 @@ def test_attention_guide_rows_equal_the_tap_rows(trained):
     """The training-only guide's explicit rows equal seesay's tap (itself checked against eager)."""
     from transformers import AttentionInterface
 
-    from seesay import load_model, synthetic
-    from seesay.attribution import attention_rows
-    from seesay.loading import build_inputs
+    from seesay import load_model
+    from seesay.demo import synthetic
+    from seesay.engine.loading import build_inputs
+    from seesay.methods.vea.attribution import attention_rows
 
     script = _script()
     loaded = load_model(trained)
@@ -310,7 +311,7 @@ def test_the_bundled_model_is_what_train_organism_sh_runs():
     training_log.json recorded (``--stop-at-step N``: the stage ran N steps)."""
     import shlex
 
-    from seesay.demo import demo_model_path
+    from seesay.demo.run import demo_model_path
 
     bundled = demo_model_path()
     if bundled is None:

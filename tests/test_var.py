@@ -9,9 +9,9 @@ import torch
 from transformers import AttentionInterface, AttentionMaskInterface
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
 
-from seesay.decoding import GenerationSettings, decode
+from seesay.engine.decoding import GenerationSettings, decode
+from seesay.engine.loading import build_inputs
 from seesay.errors import ConfigError
-from seesay.loading import build_inputs
 from seesay.methods import VAR, VARConfig
 from seesay.methods.var import find_sink_dims, redistribute, rms_normalised
 from tests.conftest import QUESTIONS, images, loaded_tiny

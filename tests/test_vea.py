@@ -10,16 +10,24 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from seesay.attribution import attention_rows, find_subsequence, rapt
-from seesay.data import load_visual_cot
-from seesay.decoding import GenerationSettings, decode
+from seesay.engine.decoding import GenerationSettings, decode
+from seesay.engine.loading import build_inputs
 from seesay.errors import ConfigError, DataError
-from seesay.evidence import box_labels, denoise, evidence_map, highlight, minmax, pixel_sigma, smooth
-from seesay.loading import build_inputs
+from seesay.eval.data import load_visual_cot
 from seesay.methods import VEA, VEAConfig
 from seesay.methods.vea import preset_layers, vea_prompt
-from seesay.metrics import auprc, auroc, auroc_rows, ndcg
-from seesay.profiling import LayerProfile, choose_layers, profile_layers
+from seesay.methods.vea.attribution import attention_rows, find_subsequence, rapt
+from seesay.methods.vea.evidence import (
+    box_labels,
+    denoise,
+    evidence_map,
+    highlight,
+    minmax,
+    pixel_sigma,
+    smooth,
+)
+from seesay.methods.vea.profiling import LayerProfile, choose_layers, profile_layers
+from seesay.methods.vea.retrieval import auprc, auroc, auroc_rows, ndcg
 from tests.helpers import block_canvases
 
 # ---- Eqs. 2-4 on hand-computed grids ------------------------------------------------------------------
@@ -105,7 +113,7 @@ def test_box_labels_land_on_the_right_tokens(loaded, size, box):
 
 
 def test_box_label_rules():
-    from seesay.adapters.base import ImageGrid, ImageLayout, grid_boxes
+    from seesay.engine.adapters.base import ImageGrid, ImageLayout, grid_boxes
 
     block = ImageGrid("image", 2, 2, (20, 20), grid_boxes(2, 2, 20, 20), (1.0, 1.0, 0.0, 0.0), (20, 20))
     layout = ImageLayout(np.arange(4), (block,), (np.arange(4),), (20, 20))
@@ -374,7 +382,7 @@ def test_prompts_follow_the_reference_table():
 def test_highlight_truncates_to_uint8_as_the_reference():
     from PIL import Image
 
-    from seesay.evidence import highlight
+    from seesay.methods.vea.evidence import highlight
 
     image = Image.new("RGB", (2, 1), (101, 255, 3))
     out = np.asarray(highlight(image, np.array([[0.5, 0.0]]), alpha=0.5))
@@ -385,10 +393,10 @@ def test_highlight_truncates_to_uint8_as_the_reference():
 def test_retrieval_is_scored_on_the_denoised_patch_scores(tmp_path):
     """Eq. 2 replaces an attention sink by its neighbours' mean; the VEA map's AUROC / AUPRC / NDCG in an
     eval are computed on those denoised scores, as VEA's attribution script does."""
-    from seesay.evaluation import evidence_scores
-    from seesay.evidence import box_labels, denoise, denoised_scores
+    from seesay.eval.runner import evidence_scores
     from seesay.methods import VEA, VEAConfig
-    from seesay.metrics import auprc, auroc
+    from seesay.methods.vea.evidence import box_labels, denoise, denoised_scores
+    from seesay.methods.vea.retrieval import auprc, auroc
     from seesay.testing.tiny import tiny_image
     from tests.conftest import loaded_tiny
 
@@ -421,9 +429,9 @@ def test_highlight_on_the_image_the_model_sees(family):
     Families with several blocks (tiles, views) highlight the original."""
     from PIL import Image
 
-    from seesay.evidence import block_map, highlight, minmax, model_view
-    from seesay.loading import build_inputs
+    from seesay.engine.loading import build_inputs
     from seesay.methods import VEA, VEAConfig
+    from seesay.methods.vea.evidence import block_map, highlight, minmax, model_view
     from tests.conftest import loaded_tiny
 
     loaded = loaded_tiny(family)

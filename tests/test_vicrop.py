@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from seesay.decoding import GenerationSettings
+from seesay.engine.decoding import GenerationSettings
+from seesay.engine.loading import build_inputs
 from seesay.errors import ConfigError
-from seesay.loading import build_inputs
 from seesay.methods import ViCrop, ViCropConfig
 from seesay.methods.vicrop import adaptive_box, grid_average
 from seesay.testing.tiny import FAMILIES

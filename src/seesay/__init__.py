@@ -16,26 +16,27 @@ from .errors import (
 # The public names, imported on first use (PEP 562): `import seesay` and `seesay --help` do not pay for
 # torch, transformers and the engine until something needs them.
 _LAZY = {
-    "SUPPORTED_ARCHITECTURES": "adapters", "ImageLayout": "adapters", "ModelAdapter": "adapters",
-    "get_adapter": "adapters",
+    "SUPPORTED_ARCHITECTURES": "engine.adapters", "ImageLayout": "engine.adapters",
+    "ModelAdapter": "engine.adapters", "get_adapter": "engine.adapters",
     "Answer": "api", "ask": "api", "ask_batch": "api",
-    "DecodeOutput": "decoding", "GenerationSettings": "decoding", "StepState": "decoding",
-    "decode": "decoding",
-    "EMBEDDING_OUTPUT": "lens", "LogitLens": "lens", "capture_hidden": "lens",
-    "LoadedModel": "loading", "PreparedBatch": "loading", "build_inputs": "loading",
-    "build_prompt": "loading", "load_image": "loading", "load_model": "loading",
+    "DecodeOutput": "engine.decoding", "GenerationSettings": "engine.decoding",
+    "StepState": "engine.decoding", "decode": "engine.decoding",
+    "EMBEDDING_OUTPUT": "engine.lens", "LogitLens": "engine.lens", "capture_hidden": "engine.lens",
+    "LoadedModel": "engine.loading", "PreparedBatch": "engine.loading", "build_inputs": "engine.loading",
+    "build_prompt": "engine.loading", "load_image": "engine.loading", "load_model": "engine.loading",
     "METHODS": "methods", "get_method": "methods",
-    "AttentionTap": "tap", "LayerScores": "tap", "TapRecord": "tap", "attention_tap": "tap",
+    "AttentionTap": "engine.tap", "LayerScores": "engine.tap", "TapRecord": "engine.tap",
+    "attention_tap": "engine.tap",
 }  # fmt: skip
 
 if TYPE_CHECKING:
-    from .adapters import SUPPORTED_ARCHITECTURES, ImageLayout, ModelAdapter, get_adapter
     from .api import Answer, ask, ask_batch
-    from .decoding import DecodeOutput, GenerationSettings, StepState, decode
-    from .lens import EMBEDDING_OUTPUT, LogitLens, capture_hidden
-    from .loading import LoadedModel, PreparedBatch, build_inputs, build_prompt, load_image, load_model
+    from .engine.adapters import SUPPORTED_ARCHITECTURES, ImageLayout, ModelAdapter, get_adapter
+    from .engine.decoding import DecodeOutput, GenerationSettings, StepState, decode
+    from .engine.lens import EMBEDDING_OUTPUT, LogitLens, capture_hidden
+    from .engine.loading import LoadedModel, PreparedBatch, build_inputs, build_prompt, load_image, load_model
+    from .engine.tap import AttentionTap, LayerScores, TapRecord, attention_tap
     from .methods import METHODS, get_method
-    from .tap import AttentionTap, LayerScores, TapRecord, attention_tap
 
 
 def __getattr__(name: str) -> Any:

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .decoding import GenerationSettings, eos_token_ids
+from .engine.decoding import GenerationSettings, eos_token_ids
+from .engine.loading import ImageLike, LoadedModel, build_inputs, load_model
 from .errors import ConfigError
-from .loading import ImageLike, LoadedModel, build_inputs, load_model
 from .methods import Method, get_method
 
 

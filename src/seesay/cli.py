@@ -44,7 +44,7 @@ def _methods_help() -> str:
 
 
 def _model_help() -> str:
-    from .adapters import ADAPTERS
+    from .engine.adapters import ADAPTERS
 
     families = [a.family for a in ADAPTERS]  # the test kit builds one tiny model per supported family
     return (
@@ -61,7 +61,7 @@ MODEL_HELP = _model_help()
 
 def default_model() -> str:
     """The bundled trained demo model when this installation has it, else a seeded random tiny LLaVA."""
-    from .demo import demo_model_path
+    from .demo.run import demo_model_path
 
     path = demo_model_path()
     return str(path) if path is not None else FALLBACK_MODEL
@@ -189,8 +189,8 @@ def ask(
 ) -> None:
     """Answer a question about an image with the chosen decoding method."""
     from .api import ask as ask_fn
-    from .decoding import GenerationSettings
-    from .loading import load_model
+    from .engine.decoding import GenerationSettings
+    from .engine.loading import load_model
     from .methods import get_method
 
     options = parse_method_options(option or [], [method])[method] if option else {}
@@ -268,12 +268,12 @@ def profile(
     from rich.progress import Progress
     from rich.table import Table
 
-    from .data import load_visual_cot
-    from .loading import load_model
-    from .profiling import profile_layers
+    from .engine.loading import load_model
+    from .eval.data import load_visual_cot
+    from .methods.vea.profiling import profile_layers
 
     model = model or default_model()
-    from .evaluation import check_image_paths
+    from .eval.runner import check_image_paths
 
     records = load_visual_cot(data, image_root=image_root, limit=n)
     check_image_paths(records, image_root or data.parent, allow_images_outside_root)  # type: ignore[arg-type]
@@ -396,17 +396,17 @@ def eval_command(
     """Evaluate methods on a benchmark: per-sample JSONL, summary table/JSON/CSV, manifest; resumable."""
     from rich.table import Table
 
-    from .decoding import GenerationSettings
-    from .evaluation import (
+    from .engine.decoding import GenerationSettings
+    from .engine.loading import load_model
+    from .eval.runner import (
         Dist,
         evaluate,
         precheck,
         refuse_device_map_in_parallel,
         refuse_single_process_cpu_launch,
     )
-    from .loading import load_model
+    from .eval.tasks import get_task
     from .methods import get_method
-    from .tasks import get_task
 
     model = model or default_model()
     task = get_task(bench)
@@ -538,11 +538,11 @@ def sweep(
     """Sweep a method's knobs on a benchmark: one resumable eval run per grid point, CIs, plots."""
     from rich.table import Table
 
-    from .decoding import GenerationSettings
-    from .evaluation import precheck, refuse_single_process_cpu_launch
-    from .loading import load_model
-    from .sweep import parse_grid, point_methods, run_sweep
-    from .tasks import get_task
+    from .engine.decoding import GenerationSettings
+    from .engine.loading import load_model
+    from .eval.runner import precheck, refuse_single_process_cpu_launch
+    from .eval.sweep import parse_grid, point_methods, run_sweep
+    from .eval.tasks import get_task
 
     model = model or default_model()
     task = get_task(bench)
@@ -655,8 +655,8 @@ def demo(
 
     from rich.table import Table
 
-    from . import synthetic
-    from .demo import ANSWER_WORDS, DEV_SEED, HELDOUT_SEED, SPLITS, run_demo
+    from .demo import synthetic
+    from .demo.run import ANSWER_WORDS, DEV_SEED, HELDOUT_SEED, SPLITS, run_demo
 
     check_report_path(report)
     seed = HELDOUT_SEED if seed is None else seed
@@ -751,7 +751,7 @@ def demo(
         f"(floor(rho x heads) = {result.heads_suppressed} heads per layer)"
     )
     if json_out is not None:
-        from .rundir import atomic_write_text
+        from .eval.rundir import atomic_write_text
 
         json_out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(json_out, json.dumps(result.to_json()) + "\n")
@@ -827,7 +827,7 @@ def chair_command(
     """CHAIR_s, CHAIR_i and recall of generated captions (the CHAIR paper's scorer, offline)."""
     from rich.table import Table
 
-    from .metrics.chair import chair, read_captions, read_ground_truth
+    from .eval.metrics.chair import chair, read_captions, read_ground_truth
 
     pairs = read_captions(captions)
     truth = read_ground_truth(annotations)

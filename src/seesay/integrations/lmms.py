@@ -25,9 +25,9 @@ from lmms_eval.api.instance import GenerationResult, TokenCounts
 from lmms_eval.api.model import lmms
 from PIL import Image
 
-from ..decoding import GenerationSettings, eos_token_ids
+from ..engine.decoding import GenerationSettings, eos_token_ids
+from ..engine.loading import build_inputs, load_model
 from ..errors import ConfigError, SeesayError
-from ..loading import build_inputs, load_model
 from ..methods import get_method
 
 MODEL_ID = "seesay"

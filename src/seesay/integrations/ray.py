@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from ..api import ask_batch
-from ..decoding import GenerationSettings
-from ..loading import load_model
+from ..engine.decoding import GenerationSettings
+from ..engine.loading import load_model
 from ..methods import get_method
 
 

@@ -10,11 +10,19 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from ..decoding import Branch, DecodeOutput, GenerationSettings, StepHook, StepResult, StepState, decode
+from ..engine.decoding import (
+    Branch,
+    DecodeOutput,
+    GenerationSettings,
+    StepHook,
+    StepResult,
+    StepState,
+    decode,
+)
+from ..engine.loading import LoadedModel, PreparedBatch
+from ..engine.tap import AttentionTap
 from ..errors import ConfigError
-from ..loading import LoadedModel, PreparedBatch
 from ..registry import Registry
-from ..tap import AttentionTap
 
 if TYPE_CHECKING:
     from transformers import LogitsProcessorList
@@ -138,10 +146,10 @@ class BranchContrastStep:
 class EnginePlan:
     """A method's request to the engine for one batch (see :meth:`Method.plan`).
 
-    ``hook``: per-step scores (a :class:`~seesay.decoding.StepHook`); ``tap``: the attention tap (rows,
+    ``hook``: per-step scores (a :class:`~seesay.engine.decoding.StepHook`); ``tap``: the attention tap (rows,
     records, score norms, head scales, score edits); ``hidden_layers``: decoder layers whose last-position
     hidden state the hook reads; ``branches``: input variants advanced in lockstep with their own caches
-    (:class:`~seesay.decoding.Branch`: VCD's noised image; their hidden states in the hook's
+    (:class:`~seesay.engine.decoding.Branch`: VCD's noised image; their hidden states in the hook's
     ``state.branches``); ``contexts``: context managers held open while decoding (forward hooks whose
     readings the tap's edits use: VAR's sink marks); ``inputs``: inputs to decode instead of the
     batch's (VEA's highlighted images); ``passes_before``: forward passes the method ran before

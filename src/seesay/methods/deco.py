@@ -20,10 +20,10 @@ from typing import ClassVar
 
 import torch
 
-from ..decoding import StepResult, StepState
+from ..engine.decoding import StepResult, StepState
+from ..engine.lens import LogitLens
+from ..engine.loading import LoadedModel, PreparedBatch
 from ..errors import ConfigError
-from ..lens import LogitLens
-from ..loading import LoadedModel, PreparedBatch
 from .base import EnginePlan, Method, MethodConfig, register_method
 
 # The official interval for 32-layer LLaVA-1.5 7B: early_exit_layers = range(20, 29).

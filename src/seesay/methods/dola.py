@@ -20,12 +20,12 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
-from ..contrast import plausible_mask
-from ..decoding import StepResult, StepState
+from ..engine.decoding import StepResult, StepState
+from ..engine.lens import LogitLens
+from ..engine.loading import LoadedModel, PreparedBatch
 from ..errors import ConfigError
-from ..lens import LogitLens
-from ..loading import LoadedModel, PreparedBatch
 from .base import EnginePlan, Method, MethodConfig, register_method
+from .contrast import plausible_mask
 
 BASE_FILTER_VALUE = -1e-3  # transformers 4.55 _relative_top_filter
 

@@ -28,13 +28,13 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
-from ..contrast import SHIFT_METRICS, relative_top_filter
-from ..decoding import StepResult, StepState
+from ..engine.decoding import StepResult, StepState
+from ..engine.lens import LogitLens
+from ..engine.loading import LoadedModel, PreparedBatch
+from ..engine.tap import AttentionTap, LayerScores, keys_from_positions, positions_from_keys
 from ..errors import ConfigError
-from ..lens import LogitLens
-from ..loading import LoadedModel, PreparedBatch
-from ..tap import AttentionTap, LayerScores, keys_from_positions, positions_from_keys
 from .base import EnginePlan, Method, MethodConfig, register_method
+from .contrast import SHIFT_METRICS, relative_top_filter
 
 Contrast = Literal["dola", "logits", "literal", "residual", "none"]
 

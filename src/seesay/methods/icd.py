@@ -19,12 +19,12 @@ from typing import ClassVar
 
 import torch
 
-from ..contrast import contrastive_scores
-from ..decoding import Branch
+from ..engine.decoding import Branch
+from ..engine.loading import LoadedModel, PreparedBatch
+from ..engine.variants import insert_before_question, with_prompts
 from ..errors import ConfigError
-from ..loading import LoadedModel, PreparedBatch
-from ..variants import insert_before_question, with_prompts
 from .base import BranchContrastStep, EnginePlan, Method, MethodConfig, register_method
+from .contrast import contrastive_scores
 
 DISTURBED = "disturbed"
 

@@ -24,11 +24,11 @@ from typing import ClassVar
 
 import torch
 
-from ..decoding import Branch
+from ..engine.decoding import Branch
+from ..engine.loading import LoadedModel, PreparedBatch
+from ..engine.tap import AttentionTap, LayerScores, ScoreChange, keys_from_positions
+from ..engine.variants import text_only
 from ..errors import ConfigError
-from ..loading import LoadedModel, PreparedBatch
-from ..tap import AttentionTap, LayerScores, ScoreChange, keys_from_positions
-from ..variants import text_only
 from .base import BranchContrastStep, EnginePlan, Method, MethodConfig, register_method
 
 TEXT_ONLY = "text_only"

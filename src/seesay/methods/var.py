@@ -28,9 +28,9 @@ from typing import ClassVar
 
 import torch
 
+from ..engine.loading import LoadedModel, PreparedBatch
+from ..engine.tap import AttentionTap, LayerScores, ScoreChange, keys_from_positions
 from ..errors import ConfigError
-from ..loading import LoadedModel, PreparedBatch
-from ..tap import AttentionTap, LayerScores, ScoreChange, keys_from_positions
 from .base import EnginePlan, Method, MethodConfig, register_method
 
 # The official sink dimensions (src/logic/constants.py), by the LLM under the LMM.

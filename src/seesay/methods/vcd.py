@@ -23,11 +23,11 @@ from typing import ClassVar
 
 import torch
 
-from ..contrast import contrastive_scores
-from ..decoding import Branch
+from ..engine.decoding import Branch
+from ..engine.loading import LoadedModel, PreparedBatch
 from ..errors import ConfigError
-from ..loading import LoadedModel, PreparedBatch
 from .base import BranchContrastStep, EnginePlan, Method, MethodConfig, register_method
+from .contrast import contrastive_scores
 
 
 @dataclass(frozen=True)

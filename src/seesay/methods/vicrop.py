@@ -5,7 +5,7 @@ official code computes it (github.com/saccharomycetes/mllms_know: ``llava_method
 
 1. Relative attention: the last row's attention to each image token in decoder layer ``layer`` (mean over
    heads), for the question and for a generic prompt, divided:  r_i = a_i(question) / a_i(general).
-2. A map over the original image from the token scores (VEA's painting, :func:`seesay.evidence.
+2. A map over the original image from the token scores (VEA's painting, :func:`seesay.methods.vea.evidence.
    evidence_map`, without denoising or blur), averaged to the first token block's grid.
 3. The crop: for each ratio s in {1, 1.2, ..., 2}, the window of side ``s x`` the model's input size
    (in grid cells) with the largest sum, scored by (its sum - the mean of its four neighbour windows) /
@@ -21,11 +21,11 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..attribution import attention_rows
+from ..engine.loading import LoadedModel, PreparedBatch, build_inputs
 from ..errors import ConfigError
-from ..evidence import evidence_map
-from ..loading import LoadedModel, PreparedBatch, build_inputs
 from .base import EnginePlan, Method, MethodConfig, register_method
+from .vea.attribution import attention_rows
+from .vea.evidence import evidence_map
 
 RATIOS = (1.0, 1.2, 1.4, 1.6, 1.8, 2.0)  # the official crop ratios
 REFERENCE_DEPTH, REFERENCE_LAYER = 32, 14  # ATT_LAYER = 14 for 32-layer LLaVA-1.5 7B

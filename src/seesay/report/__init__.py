@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..rundir import atomic_write_text
+from ..eval.rundir import atomic_write_text
 from . import page
 from .model import Figure, Section
 from .sources import read_sources

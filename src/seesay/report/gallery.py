@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..evidence import compact_map, expand_map, highlight
 from ..methods.vea import heat_overlay
+from ..methods.vea.evidence import compact_map, expand_map, highlight
 
 TILE = 120  # pixels: the height of each gallery tile
 

@@ -11,8 +11,8 @@ a per-token trace         a JSONL file of ``token_id`` rows (``seesay ask --trac
 ========================  =====================================================================
 
 Anything else is refused with one line. Scores come from the per-question files, not the summaries:
-each method's primary metric with its 95% interval (:func:`seesay.stats.mean_interval`), and its
-paired difference from base on the questions both answered (:func:`seesay.stats.paired_difference`).
+each method's primary metric with its 95% interval (:func:`seesay.eval.stats.mean_interval`), and its
+paired difference from base on the questions both answered (:func:`seesay.eval.stats.paired_difference`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DataError, SeesayError
-from ..stats import mean_interval, paired_difference
+from ..eval.stats import mean_interval, paired_difference
 from . import figures
 from .gallery import GalleryItem, pick
 from .model import Figure, Section, Table, TraceToken, TraceView
@@ -134,8 +134,8 @@ def comparison(
 
 def eval_sections(folder: Path) -> list[Section]:
     """Method comparison per bench, its gallery (when the data is still readable) and traces."""
-    from ..evaluation import read_done
-    from ..tasks import get_task
+    from ..eval.runner import read_done
+    from ..eval.tasks import get_task
 
     manifest = _read_json(folder / "manifest.json")
     benches = manifest.get("benches") if isinstance(manifest, dict) else None
@@ -206,7 +206,7 @@ def _mean(values: Mapping[str, float]) -> float:
 
 
 def _eval_gallery(folder: Path, bench: str, task, info: dict, rows: dict[str, dict]) -> Section:
-    from ..evaluation import select_samples
+    from ..eval.runner import select_samples
 
     section = Section("gallery", f"{bench}: questions, evidence and answers", source=str(folder))
     section.gallery_methods = list(rows)
@@ -244,7 +244,7 @@ def _eval_gallery(folder: Path, bench: str, task, info: dict, rows: dict[str, di
             None,
         )
         if stored:
-            from ..evidence import expand_map
+            from ..methods.vea.evidence import expand_map
 
             emap = expand_map(stored, image.size)
         items.append(
@@ -306,7 +306,7 @@ def profile_section(data: dict, source: str) -> Section:
 
 def sweep_sections(folder: Path) -> list[Section]:
     """The sweep's plots (the metric against each knob, base and the default marked) and its table."""
-    from ..sweep import SweepResult, SweepRow, plot_knob
+    from ..eval.sweep import SweepResult, SweepRow, plot_knob
 
     data = _read_json(folder / "sweep.json")
     try:

@@ -24,10 +24,10 @@ Image geometry (sizes are width x height; "image tokens" are ``input_ids == mode
   one tile; each tile gives 4x4 patches, pixel-shuffled to 2x2 = 4 tokens. 16x16 -> 4 tokens; 40x24 ->
   2 tiles + thumbnail = 12; 64x16 -> 4 tiles + thumbnail = 20. All between ``<img>`` and ``</img>``.
 
-"Image-only" processors come from `seesay.processing.image_only_processor_class`: the stock Qwen2-VL,
+"Image-only" processors come from `seesay.engine.processing.image_only_processor_class`: the stock Qwen2-VL,
 Qwen2.5-VL and InternVL processors demand a video processor, which needs torchvision. They are saved
-under the stock class name; reload them with `seesay.processing.load_processor` (``AutoProcessor`` raises
-without torchvision).
+under the stock class name; reload them with `seesay.engine.processing.load_processor`
+(``AutoProcessor`` raises without torchvision).
 
 Each processor has a Jinja chat template that renders a ``{"type": "image"}`` item as the family's
 placeholder (``<image>\\n``, ``<|vision_start|><|image_pad|><|vision_end|>``, ``<start_of_image>``,
@@ -52,7 +52,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 from transformers.processing_utils import ProcessorMixin
 
-from seesay.processing import image_only_processor_class
+from seesay.engine.processing import image_only_processor_class
 
 __all__ = ["FAMILIES", "WORDS", "TinyVLM", "build_tiny_vlm", "tiny_image"]
 
@@ -103,7 +103,7 @@ def build_tiny_vlm(
 
     The weights depend only on ``family``, ``seed`` and ``num_layers`` (the global torch RNG is left as it
     was). With ``save_to``, model and processor are saved there, loadable with
-    ``AutoModelForImageTextToText.from_pretrained`` and `seesay.processing.load_processor`.
+    ``AutoModelForImageTextToText.from_pretrained`` and `seesay.engine.processing.load_processor`.
     """
     builder = _BUILDERS.get(family)
     if builder is None:
@@ -577,16 +577,16 @@ def load_tiny_random(family: str, *, device: str | None = None, name: str | None
     """The model source behind ``load_model("tiny-random:FAMILY")`` (entry point
     ``seesay.model_sources``): the seeded random tiny model of ``family``, as a LoadedModel, in
     ``dtype`` when one is given (a torch dtype or its name; "auto" / None: float32, as built)."""
-    from seesay.adapters import get_adapter
+    from seesay.engine.adapters import get_adapter
+    from seesay.engine.loading import LoadedModel
     from seesay.errors import ModelLoadError
-    from seesay.loading import LoadedModel
 
     if family not in FAMILIES:
         raise ModelLoadError(f"unknown tiny-random family {family!r}; choose from {', '.join(FAMILIES)}")
     tiny = build_tiny_vlm(family)
     model = tiny.model if device is None else tiny.model.to(device)
     if dtype not in (None, "auto"):
-        from seesay.loading import _resolve_dtype  # "bf16", "bfloat16", torch.bfloat16, ...
+        from seesay.engine.loading import _resolve_dtype  # "bf16", "bfloat16", torch.bfloat16, ...
 
         model = model.to(_resolve_dtype(dtype))
     return LoadedModel(

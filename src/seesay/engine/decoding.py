@@ -1,0 +1,422 @@
+"""A batched KV-cache decode loop with one per-step hook, the engine every method runs on.
+
+Per step t the loop runs one forward pass of the new token(s) (the whole prompt at t = 0), reads the
+final-layer logits of the last position (``logits_to_keep=1``), lets a hook turn that step's state
+(logits, tapped attention rows, captured hidden states) into next-token scores, applies the logits
+processors, and picks the next token (argmax, or a sample). Left-padded batches follow ``generate()``:
+positions from the attention mask, finished rows receive the pad token. Without a hook, greedy output
+equals ``model.generate(do_sample=False)`` token for token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import torch
+
+from ..errors import ConfigError
+from .adapters.base import ModelAdapter
+from .lens import HiddenCapture, capture_hidden
+from .tap import AttentionTap, attention_tap, tap_paused
+
+if TYPE_CHECKING:
+    from transformers import LogitsProcessorList, StoppingCriteriaList
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Decoding settings (the usual ``generate()`` ones).
+
+    Defaults: greedy, 32 new tokens, no penalties (our choice: short VQA answers; benchmarks override).
+    """
+
+    max_new_tokens: int = 32
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
+    eos_token_id: int | list[int] | None = None
+    pad_token_id: int | None = None
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature <= 0:
+            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0 or self.no_repeat_ngram_size < 0:
+            raise ConfigError("top_k and no_repeat_ngram_size must be >= 0")
+        if self.repetition_penalty <= 0:
+            raise ConfigError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+
+    def logits_processors(self) -> LogitsProcessorList:
+        """The standard processors in ``generate()``'s order (penalties, then sampling warpers)."""
+        from transformers import (
+            LogitsProcessorList,
+            NoRepeatNGramLogitsProcessor,
+            RepetitionPenaltyLogitsProcessor,
+            TemperatureLogitsWarper,
+            TopKLogitsWarper,
+            TopPLogitsWarper,
+        )
+
+        procs = LogitsProcessorList()
+        if self.repetition_penalty != 1.0:
+            procs.append(RepetitionPenaltyLogitsProcessor(self.repetition_penalty))
+        if self.no_repeat_ngram_size > 0:
+            procs.append(NoRepeatNGramLogitsProcessor(self.no_repeat_ngram_size))
+        if self.do_sample:
+            if self.temperature != 1.0:
+                procs.append(TemperatureLogitsWarper(self.temperature))
+            if self.top_k > 0:
+                procs.append(TopKLogitsWarper(self.top_k))
+            if self.top_p < 1.0:
+                procs.append(TopPLogitsWarper(self.top_p))
+        return procs
+
+
+@dataclass
+class StepState:
+    """What a hook sees at one decoding step (step 0 = the prefill pass).
+
+    ``final_hidden`` is the last position's final-normed hidden state (``branches``: the same for each
+    :class:`Branch` of the plan, by name); :attr:`logits` (float32) is
+    ``lm_head(final_hidden)``, computed on first use. :meth:`readout` computes the final logits together
+    with logits of other (already normed) hidden states in ONE lm_head call, which reads the lm_head weights
+    once: at small batch sizes that matmul is memory-bound, so a contrastive method pays for one readout,
+    not two.
+    """
+
+    step: int
+    input_ids: torch.Tensor  # [B, T] prompt (left padded) + tokens so far
+    attention_mask: torch.Tensor  # [B, T]
+    final_hidden: torch.Tensor  # [B, d]
+    unfinished: torch.Tensor  # [B] bool
+    adapter: ModelAdapter
+    tap: AttentionTap | None = None
+    hidden: HiddenCapture | None = None
+    branches: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> its last hidden [B, d]
+    _logits: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def logits(self) -> torch.Tensor:
+        """Final-layer next-token logits [B, V], float32."""
+        if self._logits is None:
+            self._logits = self.adapter.logits_from_hidden(self.final_hidden).float()
+        return self._logits
+
+    def readout(self, *normed: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(final logits, logits of each ``normed`` [B, d]) from one lm_head call, all float32."""
+        b = self.final_hidden.shape[0]
+        rows = ([] if self._logits is not None else [self.final_hidden]) + [
+            h.to(self.final_hidden.dtype) for h in normed
+        ]
+        out = self.adapter.logits_from_hidden(torch.cat(rows, dim=0)).float().split(b, dim=0)
+        if self._logits is None:
+            self._logits, out = out[0], out[1:]
+        return (self._logits, *out)
+
+
+@dataclass
+class StepResult:
+    """What a hook returns for one step: the next-token ``scores`` [B, V] (before the logits
+    processors), optionally the step's ``trace`` (one dict per sample) and the forward ``passes`` the hook
+    ran itself (a second branch)."""
+
+    scores: torch.Tensor
+    trace: list[dict[str, Any]] | None = None
+    passes: int = 0
+
+
+class StepHook(Protocol):
+    """Turns a step's state into next-token scores: a :class:`StepResult`, or the bare scores [B, V]."""
+
+    def __call__(self, state: StepState) -> StepResult | torch.Tensor: ...
+
+
+@dataclass
+class DecodeOutput:
+    """Result of :func:`decode`. ``sequences`` = prompt + new tokens.
+
+    ``forward_passes`` counts passes of B rows (the main batch and each branch, per step);
+    ``forward_calls`` the model invocations that ran them (a merged branch adds rows, not a call).
+    ``trace`` has one entry per step whose hook returned one (a list with one dict per sample);
+    ``evidence``, for methods that compute one, each sample's evidence (VEA: its maps).
+    """
+
+    sequences: torch.Tensor
+    prompt_length: int
+    forward_passes: int
+    trace: list[list[dict[str, Any]]] = field(default_factory=list)
+    evidence: list[Any] | None = None
+    forward_calls: int = 0  # model invocations: branches merged into the main batch share one
+
+    @property
+    def new_tokens(self) -> torch.Tensor:
+        return self.sequences[:, self.prompt_length :]
+
+    def sample(self, row: int, eos: Iterable[int]) -> tuple[list[int], list[dict[str, Any]]]:
+        """Sample ``row``'s new token ids up to and including its first ``eos`` (the pads after it
+        dropped) and the trace steps of those tokens."""
+        stop = set(eos)
+        ids = self.new_tokens[row].tolist()
+        ids = ids[: next((j + 1 for j, t in enumerate(ids) if t in stop), len(ids))]
+        steps = [step[row] for step in self.trace if row < len(step)][: len(ids)]
+        return ids, steps
+
+
+def eos_token_ids(settings: GenerationSettings, model: torch.nn.Module) -> list[int]:
+    """The end-of-sequence ids in force: the settings', else the model's generation config."""
+    eos = settings.eos_token_id
+    if eos is None:
+        eos = getattr(model.generation_config, "eos_token_id", None)
+    if eos is None:
+        return []
+    return [int(e) for e in (eos if isinstance(eos, list | tuple) else [eos])]
+
+
+def _pad_id(settings: GenerationSettings, model: torch.nn.Module, eos: list[int]) -> int:
+    pad = settings.pad_token_id
+    if pad is None:
+        pad = getattr(model.generation_config, "pad_token_id", None)
+    if pad is None:
+        pad = eos[0] if eos else 0
+    return int(pad)
+
+
+@dataclass(frozen=True)
+class Branch:
+    """An input variant of the batch decoded in lockstep with it (VCD's noised image, a text-only or a
+    disturbed-instruction prompt, an added crop): processor outputs for the same B samples (left
+    padded, any prompt length), its own KV cache, and at every step the token the main batch chose.
+
+    ``tapped``: whether an installed attention tap reads and edits this branch's passes too (default
+    False: a method's tap edits are for the main pass). Branches whose tensors have the main inputs'
+    shapes, with no tap and no hidden-state capture in the plan, run in the main forward as one
+    (k+1)B batch; the others as one forward each, before the main one.
+    """
+
+    name: str
+    inputs: Mapping[str, torch.Tensor]
+    tapped: bool = False
+
+
+class _Group:
+    """Rows advanced by one forward per step: the main batch (with any branches merged into it) or one
+    branch. Holds their inputs, attention mask, position state and KV cache."""
+
+    def __init__(
+        self, names: list[str], inputs: list[Mapping[str, torch.Tensor]], tapped: bool, pad_id: int = 0
+    ):
+        self.names = names
+        self.tapped = tapped
+        if len(inputs) == 1:
+            merged = dict(inputs[0])
+        else:  # prompts of other lengths are left-padded to the longest (the batch guarantee holds)
+            width = max(x["input_ids"].shape[1] for x in inputs)
+            merged = {
+                k: torch.cat([_left_pad(x[k], x["input_ids"].shape, width, pad_id, k) for x in inputs], dim=0)
+                for k in inputs[0]
+            }
+        self.input_ids = merged.pop("input_ids")
+        mask = merged.pop("attention_mask", None)
+        self.attention_mask = torch.ones_like(self.input_ids) if mask is None else mask
+        self.extra_inputs = merged
+        self.position_state: dict[str, Any] = {}
+        self.cache: Any = None
+
+    def step_inputs(self, adapter: ModelAdapter, step: int, tokens: torch.Tensor | None) -> dict[str, Any]:
+        """Step 0: the whole prompt; later: ``tokens`` [B] (repeated for each merged branch)."""
+        if step == 0:
+            full = {"input_ids": self.input_ids, "attention_mask": self.attention_mask, **self.extra_inputs}
+            return {**full, **adapter.position_inputs(full, self.position_state)}
+        assert tokens is not None
+        rows = tokens.repeat(len(self.names))[:, None].to(self.input_ids.device)
+        self.attention_mask = torch.cat(
+            [self.attention_mask, self.attention_mask.new_ones((self.attention_mask.shape[0], 1))], -1
+        )
+        return {
+            "input_ids": rows,
+            "attention_mask": self.attention_mask,
+            **adapter.next_position_inputs(self.attention_mask, self.position_state),
+        }
+
+
+def _per_token(tensor: torch.Tensor, ids_shape: torch.Size) -> bool:
+    return tensor.dim() == 2 and tensor.shape == ids_shape
+
+
+def _left_pad(
+    tensor: torch.Tensor, ids_shape: torch.Size, width: int, pad_id: int, name: str
+) -> torch.Tensor:
+    """A per-token tensor [B, T] padded on the left to ``width`` (pad id for input_ids, else 0)."""
+    if not _per_token(tensor, ids_shape) or tensor.shape[1] == width:
+        return tensor
+    fill = pad_id if name == "input_ids" else 0
+    return torch.nn.functional.pad(tensor, (width - tensor.shape[1], 0), value=fill)
+
+
+def _mergeable(main: Mapping[str, torch.Tensor], other: Mapping[str, torch.Tensor]) -> bool:
+    """Same keys, the same image tensors and per-token tensors (ids, mask, token types) of any length:
+    the two can run as one left-padded batch."""
+    if set(main) != set(other) or "attention_mask" not in main:
+        return False
+    a, b = main["input_ids"].shape, other["input_ids"].shape
+    for k in main:
+        x, y = main[k], other[k]
+        if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)) or x.dtype != y.dtype:
+            return False
+        if _per_token(x, a) and _per_token(y, b):
+            continue
+        if x.shape != y.shape:
+            return False
+    return True
+
+
+@torch.no_grad()
+def cached_forward(adapter: ModelAdapter, inputs: dict[str, Any], cache: Any) -> tuple[Any, Any]:
+    """One pass of the base model with a KV cache (``cache``; None at prefill) -> (output, new cache).
+
+    The one place the transformers cache API is used (5.x: the ``cache`` argument and output field).
+    """
+    out = adapter.base_model(**inputs, cache=cache, use_cache=True, return_dict=True)
+    return out, out.cache
+
+
+def decode(
+    model: torch.nn.Module,
+    inputs: Mapping[str, torch.Tensor],
+    *,
+    adapter: ModelAdapter,
+    settings: GenerationSettings | None = None,
+    hook: StepHook | None = None,
+    tap: AttentionTap | None = None,
+    hidden_layers: Iterable[int] = (),
+    branches: Iterable[Branch] = (),
+    logits_processor: LogitsProcessorList | None = None,
+    stopping_criteria: StoppingCriteriaList | None = None,
+) -> DecodeOutput:
+    """Generate from processor outputs ``inputs`` with an optional per-step ``hook``.
+
+    ``tap`` is installed on the language model for the whole loop; ``hidden_layers`` are captured at the
+    last position of every pass; each of ``branches`` is advanced in lockstep (its last hidden state in
+    ``StepState.branches``). The hook returns next-token scores; without one the final logits are used.
+    """
+    settings = settings or GenerationSettings()
+    inputs = dict(inputs)
+    if "input_ids" not in inputs:
+        raise ConfigError("decode() needs input_ids (use seesay.build_inputs or the model's processor)")
+    if inputs.get("attention_mask") is None:
+        inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
+    branches = tuple(branches)
+    if len({b.name for b in branches}) != len(branches):
+        raise ConfigError("branch names must be unique")
+    batch_size = inputs["input_ids"].shape[0]
+    for branch in branches:
+        if "input_ids" not in branch.inputs or branch.inputs["input_ids"].shape[0] != batch_size:
+            raise ConfigError(f"branch {branch.name!r} needs input_ids for the batch's {batch_size} samples")
+    hidden_layers = tuple(hidden_layers)
+    # Branches with the main inputs' shapes join the main forward (one (k+1)B batch) unless a tap or a
+    # hidden capture would see their rows; the others run as their own forward, before the main one.
+    can_merge = tap is None and not hidden_layers
+    merged = [b for b in branches if can_merge and _mergeable(inputs, b.inputs)]
+    eos = eos_token_ids(settings, model)
+    pad = _pad_id(settings, model, eos)
+    main_rows = [inputs, *(b.inputs for b in merged)]
+    main = _Group(["", *(b.name for b in merged)], main_rows, tapped=True, pad_id=pad)
+    separate = [_Group([b.name], [b.inputs], tapped=b.tapped) for b in branches if b not in merged]
+
+    input_ids = inputs["input_ids"]
+    device = adapter.lm_head.weight.device
+    eos_tensor = torch.tensor(eos, device=input_ids.device, dtype=input_ids.dtype)
+    procs = settings.logits_processors()
+    if logits_processor:
+        procs.extend(logits_processor)
+    generator = None
+    if settings.do_sample and settings.seed is not None:
+        generator = torch.Generator(device=device).manual_seed(settings.seed)
+
+    prompt_length = input_ids.shape[1]
+    # The hook's view of the batch's mask: the main group's own, unless merged branches padded its rows.
+    own_mask = inputs["attention_mask"] if len(main.names) > 1 else None
+    unfinished = torch.ones(batch_size, dtype=torch.bool, device=input_ids.device)
+    trace: list[list[dict[str, Any]]] = []
+    passes = calls = 0
+    next_tokens: torch.Tensor | None = None
+
+    with contextlib.ExitStack() as stack:
+        active_tap = stack.enter_context(attention_tap(model, tap)) if tap is not None else None
+        capture = stack.enter_context(capture_hidden(adapter, hidden_layers)) if hidden_layers else None
+        for step in range(settings.max_new_tokens):
+            branch_hidden: dict[str, torch.Tensor] = {}
+            for group in separate:  # before the main pass, so that its records and captures are the last
+                group_inputs = group.step_inputs(adapter, step, next_tokens)
+                if group.tapped and active_tap is not None:  # its own positions; its records not kept
+                    active_tap.new_pass()
+                    active_tap.seq_len = group.attention_mask.shape[1]
+                with contextlib.nullcontext() if group.tapped else tap_paused():
+                    out, group.cache = cached_forward(adapter, group_inputs, group.cache)
+                if group.tapped and active_tap is not None:
+                    active_tap.records = {}
+                branch_hidden[group.names[0]] = out.last_hidden_state[:, -1]
+                passes += 1
+                calls += 1
+            step_inputs = main.step_inputs(adapter, step, next_tokens)
+            if active_tap is not None:
+                active_tap.new_pass()
+                active_tap.seq_len = main.attention_mask.shape[1]
+            # The base model, then lm_head on the last position only (what the *ForConditionalGeneration
+            # forward does with logits_to_keep=1), so that a hook can batch its own readouts with it.
+            out, main.cache = cached_forward(adapter, step_inputs, main.cache)
+            passes += len(main.names)
+            calls += 1
+            last = out.last_hidden_state[:, -1]
+            for k, name in enumerate(main.names[1:], start=1):
+                branch_hidden[name] = last[k * batch_size : (k + 1) * batch_size]
+            state = StepState(
+                step=step,
+                input_ids=input_ids,
+                attention_mask=main.attention_mask if own_mask is None else own_mask,
+                final_hidden=last[:batch_size],
+                unfinished=unfinished,
+                adapter=adapter,
+                tap=active_tap,
+                hidden=capture,
+                branches=branch_hidden,
+            )
+            result = state.logits if hook is None else hook(state)  # a hook may batch its own readouts
+            if isinstance(result, StepResult):
+                scores = result.scores
+                passes += result.passes
+                calls += result.passes
+                if result.trace is not None:
+                    trace.append(result.trace)
+            else:
+                scores = result
+            scores = procs(input_ids, scores)
+            if settings.do_sample:
+                probs = torch.softmax(scores, dim=-1)
+                next_tokens = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+            else:
+                next_tokens = scores.argmax(dim=-1)
+            next_tokens = torch.where(unfinished, next_tokens.to(input_ids.device), pad)
+            input_ids = torch.cat([input_ids, next_tokens[:, None]], dim=-1)
+            if own_mask is not None:
+                own_mask = torch.cat([own_mask, own_mask.new_ones((batch_size, 1))], -1)
+            if eos:
+                unfinished = unfinished & ~torch.isin(next_tokens, eos_tensor)
+            if stopping_criteria is not None:
+                unfinished = unfinished & ~stopping_criteria(input_ids, scores).to(unfinished.device)
+            if not bool(unfinished.any()) or step == settings.max_new_tokens - 1:
+                break
+    return DecodeOutput(
+        sequences=input_ids, prompt_length=prompt_length, forward_passes=passes, trace=trace,
+        forward_calls=calls,
+    )  # fmt: skip
