@@ -13,7 +13,7 @@ Ratios are against plain ``generate()`` in the same run.
 
 Modes: plain (sdpa ``generate``), loop (seesay's decode loop, no tap), tap (loop + tap recording every
 layer's last-row attention per head), eager (``generate(output_attentions=True)`` with eager attention),
-and the methods by name with their default configs (dualpd, dola, vcd, pai, icd, deco, var).
+and the methods by name with their default configs (dualpd, dola, vcd, pai, m3id, icd, deco, var).
 
     python benchmarks/tap_overhead.py                    # CPU defaults (hidden 512, 8 layers, 8 heads)
     python benchmarks/tap_overhead.py --device cuda --dtype bfloat16 --hidden 4096 --layers 32 --heads 32
@@ -192,6 +192,7 @@ def mode_runners(model, inputs) -> dict[str, Callable]:
         "dola": method("dola"),
         "vcd": method("vcd"),
         "pai": method("pai"),
+        "m3id": method("m3id"),
         "icd": icd,
         "deco": method("deco"),
         "var": method("var", sink_dims=(0, 1), tau=2.0),  # a random model has no sink dimensions of its own
@@ -294,7 +295,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--image-token-counts", default="576,2880")
-    ap.add_argument("--modes", default="plain,loop,tap,eager,dualpd,dola,vcd,pai,icd,deco,var")
+    ap.add_argument("--modes", default="plain,loop,tap,eager,dualpd,dola,vcd,pai,m3id,icd,deco,var")
     ap.add_argument("--json-out", help="also write all measurements as JSON here")
     ap.add_argument("--image-tokens", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--memory-mode", help=argparse.SUPPRESS)

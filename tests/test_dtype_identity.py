@@ -20,6 +20,7 @@ ZERO = {
     "dola": {"alpha": 0.0},
     "vcd": {"alpha": 0.0},
     "pai": {"alpha": 0.0, "gamma": 1.0},
+    "m3id": {"lam": 0.0},
     "icd": {"alpha": 0.0},
     "deco": {"alpha": 0.0},
 }

@@ -8,6 +8,7 @@ from seesay.testing.tiny import FAMILIES
 
 OPTIONS = {
     "pai": [],
+    "m3id": [],
     "icd": [],
     "deco": [],
     "vicrop": [],

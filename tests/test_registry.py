@@ -26,7 +26,19 @@ def test_registry_refuses_a_name_twice():
 
 
 def test_methods_tasks_and_adapters_share_it():
-    assert set(METHODS) == {"base", "dola", "dualpd", "vcd", "vea", "pai", "icd", "deco", "var", "vicrop"}
+    assert set(METHODS) == {
+        "base",
+        "dola",
+        "dualpd",
+        "vcd",
+        "vea",
+        "pai",
+        "icd",
+        "deco",
+        "var",
+        "vicrop",
+        "m3id",
+    }
     assert all(cls.name == name for name, cls in METHODS.items())
     with pytest.raises(ValueError, match="method 'dualpd' is registered twice"):
 
@@ -49,7 +61,7 @@ def test_methods_tasks_and_adapters_share_it():
     assert [a.family for a in ADAPTERS] == list(ADAPTER_REGISTRY)
     with pytest.raises(
         ConfigError,
-        match=r"unknown method 'nope'; available: base, deco, dola, dualpd, icd, pai, var, vcd, vea, vicr",
+        match=r"unknown method 'nope'; available: base, deco, dola, dualpd, icd, m3id, pai, var, vcd, vea, ",
     ):
         get_method("nope")
 

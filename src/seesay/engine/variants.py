@@ -51,6 +51,15 @@ def text_only(
     return out
 
 
+def text_only_for(loaded: LoadedModel, batch: PreparedBatch) -> dict[str, torch.Tensor]:
+    """:func:`text_only` of ``batch`` with the model's pad id (generation config, else tokenizer, else 0:
+    the filler of left padding, masked and never read)."""
+    pad = getattr(loaded.model.generation_config, "pad_token_id", None)
+    if pad is None:
+        pad = getattr(getattr(loaded.processor, "tokenizer", loaded.processor), "pad_token_id", None)
+    return text_only(loaded.adapter, batch.inputs, 0 if pad is None else int(pad))
+
+
 def with_prompts(
     loaded: LoadedModel, batch: PreparedBatch, prompts: Sequence[str]
 ) -> dict[str, torch.Tensor]:

@@ -10,6 +10,7 @@ from .deco import DeCo, DeCoConfig
 from .dola import DoLa, DoLaConfig  # each module registers its method on import
 from .dualpd import DualPD, DualPDConfig
 from .icd import ICD, ICDConfig
+from .m3id import M3ID, M3IDConfig
 from .pai import PAI, PAIConfig
 from .var import VAR, VARConfig
 from .vcd import VCD, VCDConfig
@@ -26,6 +27,7 @@ def get_method(name: str, **overrides: Any) -> Method:
 
 __all__ = [
     "ICD",
+    "M3ID",
     "METHODS",
     "PAI",
     "VAR",
@@ -39,6 +41,7 @@ __all__ = [
     "DualPD",
     "DualPDConfig",
     "ICDConfig",
+    "M3IDConfig",
     "Method",
     "PAIConfig",
     "VARConfig",

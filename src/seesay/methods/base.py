@@ -126,8 +126,9 @@ class BranchContrastStep:
         self.config = config
         self.trace_enabled = trace
 
-    def combine(self, logits: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-        """Next-token scores [B, V] from the batch's and the branch's logits."""
+    def combine(self, logits: torch.Tensor, other: torch.Tensor, step: int) -> torch.Tensor:
+        """Next-token scores [B, V] from the batch's and the branch's logits at decode step ``step``
+        (0 for the first new token)."""
         raise NotImplementedError
 
     def __call__(self, state: StepState) -> StepResult:
@@ -139,7 +140,7 @@ class BranchContrastStep:
                 {"step": state.step, mine: int(a), theirs: int(b)}
                 for a, b in zip(logits.argmax(-1), other.argmax(-1), strict=True)
             ]
-        return StepResult(self.combine(logits, other), trace)
+        return StepResult(self.combine(logits, other, state.step), trace)
 
 
 @dataclass

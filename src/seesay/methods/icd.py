@@ -58,7 +58,7 @@ class ICDStep(BranchContrastStep):
     branch = DISTURBED
     trace_keys = ("top", "disturbed_top")
 
-    def combine(self, logits: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    def combine(self, logits: torch.Tensor, other: torch.Tensor, step: int) -> torch.Tensor:
         return contrastive_scores(logits, other, self.config.alpha, self.config.beta)
 
 

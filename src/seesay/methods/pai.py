@@ -27,7 +27,7 @@ import torch
 from ..engine.decoding import Branch
 from ..engine.loading import LoadedModel, PreparedBatch
 from ..engine.tap import AttentionTap, LayerScores, ScoreChange, keys_from_positions
-from ..engine.variants import text_only
+from ..engine.variants import text_only_for
 from ..errors import ConfigError
 from .base import BranchContrastStep, EnginePlan, Method, MethodConfig, register_method
 
@@ -92,7 +92,7 @@ class PAIStep(BranchContrastStep):
     branch = TEXT_ONLY
     trace_keys = ("image_top", "text_top")
 
-    def combine(self, logits: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    def combine(self, logits: torch.Tensor, other: torch.Tensor, step: int) -> torch.Tensor:
         return guided_scores(logits, other, self.config.gamma, self.config.beta)
 
 
@@ -121,9 +121,5 @@ class PAI(Method):
             )
         if cfg.gamma == 1:  # PAI's processor returns log_softmax(s) at guidance 1: plain scores
             return EnginePlan(tap=tap)
-        pad = getattr(loaded.model.generation_config, "pad_token_id", None)
-        if pad is None:
-            pad = getattr(getattr(loaded.processor, "tokenizer", loaded.processor), "pad_token_id", None)
-        pad = 0 if pad is None else int(pad)  # the filler of left padding: masked, never read
-        branch = Branch(TEXT_ONLY, text_only(adapter, batch.inputs, pad))  # not tapped: no amplification
+        branch = Branch(TEXT_ONLY, text_only_for(loaded, batch))  # not tapped: no amplification
         return EnginePlan(hook=PAIStep(cfg, trace=self.trace), tap=tap, branches=(branch,))

@@ -128,7 +128,7 @@ class VCDStep(BranchContrastStep):
     branch = NOISED
     trace_keys = ("clean_top", "noisy_top")
 
-    def combine(self, logits: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    def combine(self, logits: torch.Tensor, other: torch.Tensor, step: int) -> torch.Tensor:
         return contrastive_scores(logits, other, self.config.alpha, self.config.beta)
 
 
