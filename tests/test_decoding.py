@@ -121,3 +121,18 @@ def test_eos_and_stopping_criteria(loaded, batch3):
 def test_settings_validation(kwargs):
     with pytest.raises(ConfigError):
         GenerationSettings(**kwargs)
+
+
+def test_which_branches_join_the_main_forward(loaded, batch3):
+    """A branch merges when its per-token tensors may differ in length and its image tensors match; not
+    another image size, nor a text-only branch (padded to the image prompt's length its rows would cost
+    as much as the image rows: measured in docs/methods/m3id.md)."""
+    from seesay.engine.decoding import _mergeable
+    from seesay.engine.variants import text_only
+
+    inputs, adapter = batch3.inputs, loaded.adapter
+    pad = loaded.processor.tokenizer.pad_token_id
+    assert _mergeable(inputs, dict(inputs))
+    assert not _mergeable(inputs, text_only(adapter, inputs, pad))
+    smaller = {**inputs, "pixel_values": inputs["pixel_values"][..., :-1]}
+    assert not _mergeable(inputs, smaller)

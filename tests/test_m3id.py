@@ -28,12 +28,33 @@ def test_m3id_at_strength_zero_is_plain_greedy(loaded, batch3):
     assert out.forward_passes == out.new_tokens.shape[1]  # no text-only branch at lam 0
 
 
-@pytest.mark.parametrize("gate", ["confidence", "plausibility"])
-def test_every_steps_scores_equal_the_formula_on_full_forwards(gate):
+def _last_logits(loaded, inputs, new):
+    """A full forward (no cache) of ``inputs`` plus the tokens ``new``: the last position's logits."""
+    ids = inputs["input_ids"]
+    extra = {}
+    for k, v in inputs.items():
+        if k not in ("input_ids", "attention_mask"):  # per-token tensors grow with the new tokens
+            extra[k] = torch.cat([v, torch.zeros_like(new)], 1) if v.shape == ids.shape else v
+    mask = torch.cat([inputs["attention_mask"], torch.ones_like(new)], dim=1)
+    with torch.no_grad():
+        out = loaded.model(input_ids=torch.cat([ids, new], dim=1), attention_mask=mask, **extra)
+    return out.logits[:, -1].float()
+
+
+@pytest.mark.parametrize(
+    ("family", "gate"),
+    [
+        ("llava", "confidence"),
+        ("llava", "plausibility"),
+        ("qwen2_vl", "confidence"),
+        ("gemma3", "confidence"),
+    ],
+)
+def test_every_steps_scores_equal_the_formula_on_full_forwards(family, gate):
     """Step t's scores = l_c + (1 - g)/g (l_c - l_u), g = exp(-lam t), t = 1, 2, ..., gated, with l_c and
     l_u from full forwards (no cache) of the prompt with its image and of the prompt without it, each
     with the tokens chosen so far."""
-    loaded = loaded_tiny("llava")
+    loaded = loaded_tiny(family)
     batch = build_inputs(loaded, images(2), QUESTIONS[:2])
     pad = loaded.processor.tokenizer.pad_token_id
     no_image = text_only(loaded.adapter, batch.inputs, pad)
@@ -50,18 +71,12 @@ def test_every_steps_scores_equal_the_formula_on_full_forwards(gate):
 
     out = decode(loaded.model, batch.inputs, adapter=loaded.adapter, hook=spy, branches=plan.branches,
                  settings=GenerationSettings(max_new_tokens=3, eos_token_id=[]))  # fmt: skip
+    assert out.forward_calls == 6  # the text-only branch runs as its own forward (docs/methods/m3id.md)
     start = batch.inputs["input_ids"].shape[1]
     fired = []
     for step, scores in enumerate(seen):
         new = out.sequences[:, start : start + step]
-        with torch.no_grad():
-            ids = torch.cat([batch.inputs["input_ids"], new], dim=1)
-            mask = torch.cat([batch.inputs["attention_mask"], torch.ones_like(new)], dim=1)
-            image = loaded.model(input_ids=ids, attention_mask=mask,
-                                 pixel_values=batch.inputs["pixel_values"]).logits[:, -1].float()  # fmt: skip
-            ids = torch.cat([no_image["input_ids"], new], dim=1)
-            mask = torch.cat([no_image["attention_mask"], torch.ones_like(new)], dim=1)
-            text = loaded.model(input_ids=ids, attention_mask=mask).logits[:, -1].float()
+        image, text = _last_logits(loaded, batch.inputs, new), _last_logits(loaded, no_image, new)
         lc, lu = torch.log_softmax(image, -1), torch.log_softmax(text, -1)
         g = math.exp(-lam * (step + 1))
         corrected = lc + (1 - g) / g * (lc - lu)
