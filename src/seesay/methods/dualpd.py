@@ -181,6 +181,8 @@ class DualPDStep:
         self.shift_layers: tuple[int, ...] = tuple(sorted({x for pair in self.pairs for x in pair}))
         self._lo = [self.shift_layers.index(a) for a, _ in self.pairs]
         self._hi = [self.shift_layers.index(b) for _, b in self.pairs]
+        device = self.adapter.lm_head.weight.device
+        self._candidates = torch.tensor(self.candidates, device=device)  # built once, indexed every step
 
     # ---- 1b: called by the tap inside every filtered layer ---------------------------------------------
     def head_scale(self, scores: LayerScores) -> torch.Tensor | None:
@@ -230,8 +232,7 @@ class DualPDStep:
             return torch.full((b,), self.config.static_layer, device=state.logits.device), None
         dist = self.visual_attention(state)
         shift = SHIFT_METRICS[self.config.shift_metric](dist[:, self._hi], dist[:, self._lo])  # [B, C]
-        cands = torch.tensor(self.candidates, device=shift.device)
-        return cands[shift.argmax(-1)], shift
+        return self._candidates.to(shift.device)[shift.argmax(-1)], shift
 
     def __call__(self, state: StepState) -> StepResult:
         basic, shift = None, None
@@ -239,9 +240,12 @@ class DualPDStep:
             scores = state.logits
         else:
             basic, shift = self.basic_layers(state)
-            hidden = torch.stack([state.hidden[c] for c in self.candidates], dim=1)  # [B, C, d]
-            index = torch.searchsorted(torch.tensor(self.candidates, device=basic.device), basic)
-            h_b = hidden[torch.arange(hidden.shape[0], device=hidden.device), index]
+            if len(self.candidates) == 1:  # a static layer or one candidate: its hidden state as it is
+                h_b = state.hidden[self.candidates[0]]
+            else:
+                hidden = torch.stack([state.hidden[c] for c in self.candidates], dim=1)  # [B, C, d]
+                index = torch.searchsorted(self._candidates.to(basic.device), basic)
+                h_b = hidden[torch.arange(hidden.shape[0], device=hidden.device), index]
             final, early = state.readout(self.lens.normalize(h_b))  # one lm_head call for both
             scores = self.combine(final, early)
         trace = self._trace(state, basic, shift) if self.trace_enabled else None
