@@ -11,7 +11,7 @@ mkdir -p "$OUT"
 python - "$OUT" "$N" <<'EOF'
 import json, sys
 from pathlib import Path
-from seesay import synthetic
+from seesay.demo import synthetic
 from seesay.demo import DEV_SEED
 
 out, n = Path(sys.argv[1]) / "data", int(sys.argv[2])

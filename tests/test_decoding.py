@@ -128,11 +128,13 @@ def test_which_branches_join_the_main_forward(loaded, batch3):
     another image size, nor a text-only branch (padded to the image prompt's length its rows would cost
     as much as the image rows: measured in docs/methods/m3id.md)."""
     from seesay.engine.decoding import _mergeable
-    from seesay.engine.variants import text_only
+    from seesay.engine.variants import insert_before_question, text_only, with_prompts
 
     inputs, adapter = batch3.inputs, loaded.adapter
     pad = loaded.processor.tokenizer.pad_token_id
     assert _mergeable(inputs, dict(inputs))
+    longer = with_prompts(loaded, batch3, insert_before_question(batch3, "You may be wrong."))  # ICD's kind
+    assert longer["input_ids"].shape[1] > inputs["input_ids"].shape[1] and _mergeable(inputs, longer)
     assert not _mergeable(inputs, text_only(adapter, inputs, pad))
     smaller = {**inputs, "pixel_values": inputs["pixel_values"][..., :-1]}
     assert not _mergeable(inputs, smaller)

@@ -25,7 +25,8 @@ def import_graph(runtime_only: bool = False) -> tuple[dict[str, set[str]], set[s
             id(n)
             for block in ast.walk(tree)
             if runtime_only and isinstance(block, ast.If) and ast.unparse(block.test) == "TYPE_CHECKING"
-            for n in ast.walk(block)
+            for stmt in block.body  # the `else:` branch runs
+            for n in ast.walk(stmt)
         }
         for node in ast.walk(tree):
             if not isinstance(node, ast.ImportFrom) or id(node) in typing_only:

@@ -28,6 +28,15 @@ def test_m3id_at_strength_zero_is_plain_greedy(loaded, batch3):
     assert out.forward_passes == out.new_tokens.shape[1]  # no text-only branch at lam 0
 
 
+def test_m3id_at_a_negligible_strength_takes_the_branch_and_is_plain_greedy(loaded, batch3):
+    """lam = 1e-9: the text-only branch runs and the formula applies (weight ~1e-9 t), and the tokens
+    are still greedy's: the identity of the path that lam = 0 skips."""
+    plain = loaded.model.generate(**batch3.inputs, max_new_tokens=5, do_sample=False)
+    out = M3ID(M3IDConfig(lam=1e-9, threshold=1.0)).generate(loaded, batch3, SETTINGS)
+    assert out.forward_passes == 2 * out.new_tokens.shape[1]  # the branch ran at every step
+    assert torch.equal(plain, out.sequences)
+
+
 def _last_logits(loaded, inputs, new):
     """A full forward (no cache) of ``inputs`` plus the tokens ``new``: the last position's logits."""
     ids = inputs["input_ids"]
@@ -58,7 +67,14 @@ def test_every_steps_scores_equal_the_formula_on_full_forwards(family, gate):
     batch = build_inputs(loaded, images(2), QUESTIONS[:2])
     pad = loaded.processor.tokenizer.pad_token_id
     no_image = text_only(loaded.adapter, batch.inputs, pad)
-    lam, threshold = 0.7, 0.9  # large: the weights 1.01, 3.06, 7.17 change the tokens of a random model
+    lam = 0.7  # large: the weights 1.01, 3.06, 7.17 change the tokens of a random model
+    with (
+        torch.no_grad()
+    ):  # a threshold between the two samples' first top probabilities: one fires, one holds
+        tops = torch.softmax(_last_logits(loaded, batch.inputs, batch.inputs["input_ids"][:, :0]), -1).amax(
+            -1
+        )
+    threshold = float(tops.mean()) if gate == "confidence" else 0.9
     config = M3IDConfig(lam=lam, gate=gate, threshold=threshold)
     plan = M3ID(config).plan(loaded, batch)
     assert [b.name for b in plan.branches] == [TEXT_ONLY] and plan.tap is None
@@ -91,7 +107,7 @@ def test_every_steps_scores_equal_the_formula_on_full_forwards(family, gate):
             assert torch.equal(scores[b].isfinite(), finite), (step, b)
             assert torch.allclose(scores[b][finite], want[finite], atol=1e-4), (step, b)
     if gate == "confidence":
-        assert any(fired)  # the random model is unsure: the corrected branch was checked
+        assert any(fired) and not all(fired)  # both sides of the gate were checked
 
 
 def test_the_gate_by_hand():
@@ -102,7 +118,7 @@ def test_the_gate_by_hand():
     text = torch.log(torch.tensor([[0.2, 0.4, 0.4], [0.6, 0.2, 0.2]]))
     t, lam = 2, 0.5
     got = m3id_scores(image, text, t, M3IDConfig(lam=lam, threshold=0.9))
-    w = (1 - math.exp(-lam * t)) / math.exp(-lam * t)
+    w = (1 - math.exp(-lam * t)) / math.exp(-lam * t)  # the paper's form; the code computes expm1(lam t)
     assert torch.allclose(got[0], confident, atol=1e-6)
     assert torch.allclose(got[1], unsure + w * (unsure - text[1]), atol=1e-6)
     assert got[1].argmax() == 1  # the image raised "1" over "0", which the text alone favoured

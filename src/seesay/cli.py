@@ -61,7 +61,7 @@ MODEL_HELP = _model_help()
 
 def default_model() -> str:
     """The bundled trained demo model when this installation has it, else a seeded random tiny LLaVA."""
-    from .demo.run import demo_model_path
+    from .demo import demo_model_path
 
     path = demo_model_path()
     return str(path) if path is not None else FALLBACK_MODEL

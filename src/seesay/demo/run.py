@@ -218,7 +218,7 @@ def readout_batch(loaded: LoadedModel, batch: PreparedBatch, records: list[dict]
     tokenizer = loaded.processor.tokenizer
     answers = [_first_word(t) for t in tokenizer.batch_decode(result.new_tokens, skip_special_tokens=True)]
     t = batch.inputs["input_ids"].shape[1]
-    rows = torch.stack([tap.records[li].probs[:, 0, -1, :t] for li in layers], dim=1).float().numpy()
+    rows = torch.stack([tap.records[li].probs[:, 0, -1, :t] for li in layers], dim=1).float().cpu().numpy()
     auroc = np.full((len(records), len(layers)), np.nan)
     layouts = loaded.adapter.image_layouts(batch.inputs, batch.original_sizes)
     for b, r in enumerate(records):
@@ -262,7 +262,7 @@ def method_first_words(
     if (
         readout is not None
         and isinstance(method, VEA)
-        and method.config.delegate is None  # type: ignore[attr-defined]
+        and method.attribution_model(loaded) is loaded  # no delegate: this model maps
         and all(method.map_prompt(q) == q for q in batch.questions)
     ):
         layers = method.config.resolve_layers(loaded)  # type: ignore[attr-defined]

@@ -65,8 +65,13 @@ def m3id_scores(
     """The module docstring's scores [B, V] at step ``t`` (1 for the first new token)."""
     lc = torch.log_softmax(image_logits.float(), dim=-1)
     lu = torch.log_softmax(text_logits.float(), dim=-1)
-    gamma = math.exp(-config.lam * t)
-    corrected = lc + ((1 - gamma) / gamma) * (lc - lu)
+    try:
+        weight = math.expm1(config.lam * t)  # (1 - gamma_t) / gamma_t = exp(lam t) - 1, without dividing
+    except OverflowError:
+        raise ConfigError(
+            f"m3id: lam x t = {config.lam} x {t} overflows the weight; use a smaller lam"
+        ) from None
+    corrected = lc + weight * (lc - lu)
     top = lc.max(dim=-1, keepdim=True).values
     if config.gate == "confidence":
         return torch.where(top < math.log(config.threshold), corrected, lc)
