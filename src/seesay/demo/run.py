@@ -158,14 +158,11 @@ def answer_first_words(
     generated token *is* the first word: one new token is decoded (the EOS step after it changes nothing
     that is scored). With ``trace`` (a list), the method's per-step trace rows of every sample are appended.
     """
-    tokenizer = loaded.processor.tokenizer
     out = []
     for start in range(0, len(records), batch_size):
-        batch = _build(loaded, records[start : start + batch_size])
-        result = method.generate(loaded, batch, GenerationSettings(max_new_tokens=1))
-        out += [_first_word(t) for t in tokenizer.batch_decode(result.new_tokens, skip_special_tokens=True)]
-        if trace is not None:
-            trace += [row for step in result.trace for row in step]
+        out += method_first_words(
+            loaded, method, _build(loaded, records[start : start + batch_size]), trace=trace
+        )
     return out
 
 
@@ -178,6 +175,14 @@ class BaseReadout:
     answers: list[str]
     tops: np.ndarray
     auroc: np.ndarray
+
+    @classmethod
+    def of(cls, parts: list[BatchReadout]) -> BaseReadout:
+        """The readouts of consecutive batches, joined."""
+        answers = [a for p in parts for a in p.answers]
+        return cls(
+            answers, torch.cat([p.tops for p in parts]).numpy(), np.concatenate([p.auroc for p in parts])
+        )
 
 
 @dataclass
@@ -242,10 +247,7 @@ def base_readout(loaded: LoadedModel, records: list[dict], batch_size: int) -> B
         )
         for start in range(0, len(records), batch_size)
     ]
-    answers = [a for p in parts for a in p.answers]
-    return BaseReadout(
-        answers, torch.cat([p.tops for p in parts]).numpy(), np.concatenate([p.auroc for p in parts])
-    )
+    return BaseReadout.of(parts)
 
 
 def method_first_words(
@@ -472,9 +474,7 @@ def run_demo(
                 if name != "base":
                     trace = dualpd_trace if name == "dualpd" else None
                     got[name] += method_first_words(loaded, method, batch, parts[-1], trace=trace)
-        readouts[split] = BaseReadout(
-            got["base"], torch.cat([p.tops for p in parts]).numpy(), np.concatenate([p.auroc for p in parts])
-        )
+        readouts[split] = BaseReadout.of(parts)
         for name in methods:
             answers[split][name] = got[name]
             right = [a == r["answer"] for a, r in zip(got[name], records, strict=True)]
