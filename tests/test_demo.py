@@ -121,9 +121,9 @@ def test_demo_seed_selects_the_questions_and_is_recorded(tmp_path, capsys):
     args = ["demo", "--n", "8", "--seed", str(DEV_SEED), "--batch-size", "8", "--json", str(out)]
     args += ["--png", str(tmp_path / "d.png"), "--layers-png", str(tmp_path / "l.png")]
     assert main(args) == 0
-    assert "8 dev questions per split" in capsys.readouterr().out
+    assert "accuracy on dev questions, 8 per split" in " ".join(capsys.readouterr().out.split())
     payload = json.loads(out.read_text())
-    assert payload["seed"] == DEV_SEED and payload["n"] == 8
+    assert payload["seed"] == DEV_SEED and payload["n"] == {"iid": 8, "counterfactual": 8}
 
 
 def test_vea_map_from_the_readout_rows_equals_its_own_attribution_pass():
@@ -154,3 +154,52 @@ def test_vea_map_from_the_readout_rows_equals_its_own_attribution_pass():
     expected = vea.generate(loaded, batch, GenerationSettings(max_new_tokens=1))
     assert expected.forward_calls == 2 and out.new_tokens.tolist() == expected.new_tokens.tolist()
     assert method_first_words(loaded, vea, batch, readout) == method_first_words(loaded, vea, batch)
+
+
+def test_questions_for_is_the_smallest_size_whose_wilson_interval_is_within_3_points():
+    """Hand-computed: at p = 1/2, n = 1000 gives +-3.09 points and n = 1100 gives +-2.95 (Wilson), so a
+    dev accuracy within 10 points of 50% plans 1,100; every planned size meets the target and the size
+    one step below does not; the planning is symmetric in right and wrong."""
+    from seesay.demo.run import CI_TARGET, PLAN_STEP, ci_half_width, questions_for
+
+    assert ci_half_width(500, 1000) == pytest.approx(0.03093, abs=1e-5)
+    assert ci_half_width(550, 1100) == pytest.approx(0.02950, abs=1e-5)
+    assert ci_half_width(360, 400) == pytest.approx(0.03331, abs=1e-5)  # the far side: p - low at p = 0.9
+    assert questions_for(0.5) == questions_for(0.6) == questions_for(0.4) == 1100
+    for accuracy in (0.0, 0.13, 0.5, 0.71, 0.8, 0.93, 0.97, 1.0):
+        n = questions_for(accuracy)
+        p = max(0.5, accuracy - 0.1) if accuracy >= 0.5 else min(0.5, accuracy + 0.1)
+        assert n % PLAN_STEP == 0 and ci_half_width(round(p * n), n) <= CI_TARGET
+        assert n == PLAN_STEP or ci_half_width(round(p * (n - PLAN_STEP)), n - PLAN_STEP) > CI_TARGET
+        assert questions_for(1 - accuracy) == n
+    assert questions_for(0.97) < questions_for(0.7)  # a surer model needs fewer questions
+    with pytest.raises(ValueError, match="accuracy"):
+        questions_for(1.2)
+
+
+def test_default_sizes_are_planned_on_the_dev_split(tmp_path, capsys, monkeypatch):
+    """Without --n the test sizes come from base's dev accuracy (here planned to 6 and 10 questions so the
+    test is quick); the run records and prints what they came from, and says when a CI misses +-3."""
+    from seesay.cli import main
+    from seesay.demo import run
+
+    planned: list[float] = []
+
+    def small(accuracy: float) -> int:
+        planned.append(accuracy)
+        return 6 if len(planned) == 1 else 10
+
+    monkeypatch.setattr(run, "questions_for", small)
+    out = tmp_path / "run.json"
+    args = ["demo", "--batch-size", "16", "--json", str(out)]
+    args += ["--png", str(tmp_path / "d.png"), "--layers-png", str(tmp_path / "l.png")]
+    assert main(args) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    payload = json.loads(out.read_text())
+    assert payload["n"] == {"iid": 6, "counterfactual": 10}
+    assert sum(count for _, count in payload["per_type"]["iid"]["base"].values()) == 6
+    assert list(payload["planned_from"].values()) == pytest.approx(planned)
+    assert planned[0] >= 0.8 > planned[1] >= 0.5  # iid is easier than counterfactual on the dev split
+    assert "accuracy on held-out questions, iid 6, counterfactual 10" in text
+    assert f"base's accuracy there: iid {100 * planned[0]:.0f}%" in text
+    assert "over the +-3 target: run with --n" in text  # 6 and 10 questions give wide intervals

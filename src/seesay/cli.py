@@ -623,11 +623,15 @@ def _pct(x: float) -> str:
 @app.command()
 def demo(
     n: Annotated[
-        int,
+        int | None,
         typer.Option(
-            "--n", min=1, help="Held-out questions per test split (1,100: each 95% CI within +-3 points)."
+            "--n",
+            min=1,
+            help="Test questions per split. Default: planned on the dev split so that each accuracy's "
+            "95% CI is within +-3 points (1,100 at most).",
+            show_default=False,
         ),
-    ] = 1100,
+    ] = None,
     png: Annotated[Path, typer.Option(help="Where to write the heatmap examples.")] = Path("seesay_demo.png"),
     layers_png: Annotated[
         Path, typer.Option(help="Where to write the per-layer plot (AUROC and lens accuracy).")
@@ -656,7 +660,7 @@ def demo(
     from rich.table import Table
 
     from .demo import synthetic
-    from .demo.run import ANSWER_WORDS, DEV_SEED, HELDOUT_SEED, SPLITS, run_demo
+    from .demo.run import ANSWER_WORDS, CI_TARGET, DEV_SEED, HELDOUT_SEED, SPLITS, run_demo
 
     check_report_path(report)
     seed = HELDOUT_SEED if seed is None else seed
@@ -672,7 +676,7 @@ def demo(
             progress=lambda s: status.update(f"done {s} ..."),
             seed=seed,
         )
-    table = Table(title=f"accuracy, {result.n} {which} questions per split (95% Wilson CI)")
+    table = Table(title=f"accuracy on {which} questions, {result.sizes_text()} (95% Wilson CI)")
     table.add_column("method")
     for split in SPLITS:
         table.add_column(split, justify="right")
@@ -682,6 +686,18 @@ def demo(
         ]
         table.add_row(method, *cells)
     out_console.print(table)
+    widest = result.widest_ci()
+    if result.planned_from:
+        planned = ", ".join(f"{s} {100 * a:.0f}%" for s, a in result.planned_from.items())
+        out_console.print(
+            f"sizes planned on the dev split (base's accuracy there: {planned}); widest 95% CI here "
+            f"+-{100 * widest:.1f} points (target +-3)"
+        )
+    if widest > CI_TARGET:
+        out_console.print(
+            f"[yellow]the widest 95% CI is +-{100 * widest:.1f} points, over the +-3 target: "
+            f"run with --n {max(result.n.values()) + 500} for narrower ones[/yellow]"
+        )
     paired = Table(title="each method against base on the same questions (95% paired bootstrap, McNemar)")
     for col in ("method", "split", "difference", "95% CI", "McNemar p"):
         paired.add_column(col, justify="right" if col != "method" else "left")
@@ -764,7 +780,8 @@ def demo(
             demo_sections(result.to_json(), "seesay demo"),
             report,
             title="seesay demo: the bundled tiny VLM",
-            subtitle=f"{result.n} {which} questions per split; seesay demo --n {result.n}"
+            subtitle=f"{which} questions, {result.sizes_text()}; seesay demo"
+            + ("" if n is None else f" --n {n}")
             + ("" if seed == HELDOUT_SEED else f" --seed {seed}"),
         )
         out_console.print(f"report: {escape(str(written.html))} ({len(written.figures)} figures)")

@@ -66,14 +66,50 @@ ANSWER_WORDS: dict[str, tuple[str, ...]] = {  # the possible answers of each que
 SPLITS = ("iid", "counterfactual")
 GALLERY_N = 16  # questions in the report's gallery (those a method fixed or broke first)
 TRACED_N = 4  # of them, the ones whose DualPD trace the report shows
-DEV_N = 100  # dev questions per split for picking the profiled layers
+DEV_N = 100  # dev questions per split for picking the profiled layers (and planning the test sizes)
+CI_TARGET = 0.03  # issue 14: each accuracy's 95% Wilson interval within +-3 points of it
+PLAN_MARGIN = 0.10  # our choice: plan for an accuracy 10 points nearer 50% than base's on the dev split
+# (dev has DEV_N questions per split, SE up to 5 points; a method may score a few points below base)
+PLAN_STEP = 100  # test sizes are multiples of this (batch size never changes them)
+
+
+def ci_half_width(k: int, n: int) -> float:
+    """The larger side of the 95% Wilson interval of ``k / n``: max(p - low, high - p)."""
+    low, high = wilson_interval(k, n)
+    return max(k / n - low, high - k / n)
+
+
+def questions_for(accuracy: float, target: float = CI_TARGET, margin: float = PLAN_MARGIN) -> int:
+    """The smallest multiple of :data:`PLAN_STEP` questions whose 95% Wilson interval is within
+    ``target`` at the planning accuracy p = ``accuracy`` moved ``margin`` toward 1/2 (never past it):
+    min n in PLAN_STEP * N with ci_half_width(round(p n), n) <= target. At p = 1/2 it is 1,100."""
+    if not 0 <= accuracy <= 1:
+        raise ValueError(f"accuracy must be in [0, 1], got {accuracy}")
+    p = max(0.5, accuracy - margin) if accuracy >= 0.5 else min(0.5, accuracy + margin)
+    n = PLAN_STEP
+    while ci_half_width(round(p * n), n) > target:
+        n += PLAN_STEP
+    return n
+
+
+def plan_sizes(
+    answers: dict[str, list[str]], records: dict[str, list[dict]]
+) -> tuple[dict[str, float], dict[str, int]]:
+    """Per split: base's accuracy on the dev questions ``records`` (its one-word ``answers``) and the test
+    size :func:`questions_for` that accuracy."""
+    accuracy = {
+        s: float(np.mean([a == r["answer"] for a, r in zip(answers[s], records[s], strict=True)]))
+        for s in records
+    }
+    return accuracy, {s: questions_for(a) for s, a in accuracy.items()}
 
 
 @dataclass
 class DemoReport:
     """Everything ``seesay demo`` prints (see :func:`run_demo`)."""
 
-    n: int = 0
+    n: dict[str, int] = field(default_factory=dict)  # test questions per split
+    planned_from: dict[str, float] = field(default_factory=dict)  # split -> base's dev accuracy (default n)
     seed: int = HELDOUT_SEED  # of the test questions (DEV_SEED: the dev split recipes are chosen on)
     accuracy: dict[str, dict[str, tuple[float, float, float]]] = field(default_factory=dict)  # acc, lo, hi
     correct: dict[str, dict[str, list[bool]]] = field(default_factory=dict)  # method -> split -> per question
@@ -102,11 +138,25 @@ class DemoReport:
     gallery: list[GalleryItem] = field(default_factory=list)  # the report's questions (fixed / broken first)
     traces: list[dict[str, Any]] = field(default_factory=list)  # DualPD's per-token trace of a few of them
 
+    def widest_ci(self) -> float:
+        """The largest 95% CI half-width (either side) of any method's accuracy on any split."""
+        return max(
+            (max(a - lo, hi - a) for per in self.accuracy.values() for a, lo, hi in per.values()), default=0.0
+        )
+
+    def sizes_text(self) -> str:
+        """'iid 500, counterfactual 1100' (or '1100 per split' where all are equal)."""
+        sizes = set(self.n.values())
+        if len(sizes) == 1:
+            return f"{sizes.pop()} per split"
+        return ", ".join(f"{s} {k}" for s, k in self.n.items())
+
     def to_json(self) -> dict[str, Any]:
         """Everything above as JSON (``seesay report`` reads it; format :data:`DEMO_FORMAT`)."""
         return {
             "format": DEMO_FORMAT,
             "n": self.n,
+            "planned_from": self.planned_from,
             "seed": self.seed,
             "splits": list(SPLITS),
             "accuracy": {m: {s: list(v) for s, v in per.items()} for m, per in self.accuracy.items()},
@@ -360,7 +410,7 @@ def _layers_plot(report: DemoReport, path: Path) -> None:
     ax.set_xlabel("layer")
     ax.set_ylim(0, 1)
     ax.set_xticks(layers)
-    ax.set_title(f"where the model looks and what it knows, by depth ({report.n} per split)")
+    ax.set_title(f"where the model looks and what it knows, by depth ({report.sizes_text()})", fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path)
@@ -425,7 +475,7 @@ def gallery_and_traces(
 
 
 def run_demo(
-    n: int = 1100,
+    n: int | None = None,
     *,
     model: str | Path | None = None,
     out_png: str | Path | None = "seesay_demo.png",
@@ -434,11 +484,14 @@ def run_demo(
     progress: Any = None,
     seed: int = HELDOUT_SEED,
 ) -> DemoReport:
-    """Run the demo on ``n`` held-out questions per split (see the module docstring).
+    """Run the demo on ``n`` test questions per split (see the module docstring).
 
-    ``seed``: of the test questions; the default is the held-out seed, which no recipe or knob was chosen
-    on. ``seed=DEV_SEED`` measures a new model on the dev split instead, where recipes are chosen (its first
-    :data:`DEV_N` questions per split are also the ones the profiled and lens layers are picked on)."""
+    ``n=None`` plans each split's size on the dev split: :func:`questions_for` base's dev accuracy, so that
+    every accuracy's 95% CI is within +-3 points (1,100 at worst, fewer where the model is sure; the
+    report's ``widest_ci`` says whether it held). ``seed``: of the test questions; the default is the
+    held-out seed, which no recipe or knob was chosen on. ``seed=DEV_SEED`` measures a new model on the dev
+    split instead, where recipes are chosen (its first :data:`DEV_N` questions per split are also the ones
+    the profiled and lens layers are picked on)."""
     path = model or demo_model_path()
     if path is None:
         from ..errors import ModelLoadError
@@ -447,10 +500,24 @@ def run_demo(
             "this installation has no bundled demo model (src/seesay/demo/model); "
             "train it with scripts/train_demo_model.py"
         )
+    if n is not None and n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
     loaded = load_model(path, dtype="float32")
-    splits = {s: heldout(s, n, seed) for s in SPLITS}
     num_layers = loaded.adapter.num_layers
-    report = DemoReport(n=n, seed=seed)
+    report = DemoReport(seed=seed)
+    # the dev split (own seed): the test sizes, the profiled layers and the lens layer are chosen on it
+    tokenizer = loaded.processor.tokenizer
+    dev_by_split = {s: synthetic.generate(s, DEV_N, seed=DEV_SEED) for s in SPLITS}
+    dev_records = [r for s in SPLITS for r in dev_by_split[s]]
+    dev = base_readout(loaded, dev_records, batch_size)
+    if n is None:
+        said = {s: dev.answers[i * DEV_N : (i + 1) * DEV_N] for i, s in enumerate(SPLITS)}
+        report.planned_from, report.n = plan_sizes(said, dev_by_split)
+    else:
+        report.n = dict.fromkeys(SPLITS, n)
+    if progress:
+        progress(f"dev split ({report.sizes_text()} test questions)")
+    splits = {s: heldout(s, report.n[s], seed) for s in SPLITS}
     report.shallow = list(range(max(1, num_layers // 4)))
     report.deep = list(range(num_layers // 2, num_layers))
     methods = demo_methods()
@@ -479,7 +546,7 @@ def run_demo(
             answers[split][name] = got[name]
             right = [a == r["answer"] for a, r in zip(got[name], records, strict=True)]
             report.correct[name][split] = right
-            report.accuracy[name][split] = (float(np.mean(right)), *wilson_interval(sum(right), n))
+            report.accuracy[name][split] = (float(np.mean(right)), *wilson_interval(sum(right), len(right)))
         if progress:
             progress(f"{split} ({', '.join(methods)})")
     for name in methods:
@@ -504,9 +571,6 @@ def run_demo(
                 table[qtype] = (float(np.mean(hits)) if hits else float("nan"), len(hits))
             report.per_type[split][name] = table
     # what the model knows before any method: the lens of every layer, and where it looks
-    tokenizer = loaded.processor.tokenizer
-    dev_records = [r for s in SPLITS for r in synthetic.generate(s, DEV_N, seed=DEV_SEED)]
-    dev = base_readout(loaded, dev_records, batch_size)
     report.saw_right_layer = lens_layer_from(dev, dev_records, tokenizer)
     all_tops, all_right = [], []
     for split, records in splits.items():

@@ -415,12 +415,19 @@ def demo_sections(data: dict, source: str) -> list[Section]:
         paired = {m: {s: tuple(v[s][:3]) for s in splits} for m, v in data["paired"].items()}
     except (KeyError, TypeError, IndexError) as err:
         raise DataError(f"{source}: a damaged demo run ({err})") from err
-    section = Section("methods", f"demo: methods compared ({data.get('n')} questions per split)", source)
+    sizes = data.get("n")
+    if not isinstance(sizes, dict):  # runs before 2026-12-07: one size for every split
+        sizes = dict.fromkeys(splits, sizes)
+    if len(set(sizes.values())) == 1:
+        sizes_text = f"{next(iter(sizes.values()))} questions per split"
+    else:
+        sizes_text = ", ".join(f"{s} {sizes.get(s)}" for s in splits)
+    section = Section("methods", f"demo: methods compared ({sizes_text})", source)
     section.figures.append(Figure("demo_methods.png", figures.method_comparison(accuracy, paired)))
     rows = []
     for m in methods:
         for s in splits:
-            row = [m, s, interval_text(accuracy[m][s]), str(data.get("n")), "", ""]
+            row = [m, s, interval_text(accuracy[m][s]), str(sizes.get(s)), "", ""]
             if m in data["paired"]:
                 d = data["paired"][m][s]
                 row[4:] = [diff_text(d[:3]), p_text(d[3])]
