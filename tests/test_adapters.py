@@ -21,6 +21,22 @@ def test_structure(loaded):
     assert adapter.layers[0].self_attn.layer_idx == 0
 
 
+def test_stacked_readout_is_the_heads_own_to_rounding_and_defers_to_a_hooked_head(loaded):
+    """logits_from_rows computes several readouts as W X^T on the CPU: the head's own logits to float32
+    rounding, one row and a hooked head through the head itself (bit for bit)."""
+    adapter = loaded.adapter
+    rows = torch.randn(5, adapter.lm_head.weight.shape[1], generator=torch.Generator().manual_seed(0))
+    own = adapter.logits_from_hidden(rows)
+    torch.testing.assert_close(adapter.logits_from_rows(rows), own, rtol=1e-5, atol=1e-5)
+    assert torch.equal(adapter.logits_from_rows(rows[:1]), adapter.logits_from_hidden(rows[:1]))
+    seen = []
+    handle = adapter.lm_head.register_forward_hook(lambda module, args, out: seen.append(out.shape))
+    try:
+        assert torch.equal(adapter.logits_from_rows(rows), own) and seen == [own.shape]
+    finally:
+        handle.remove()
+
+
 def test_unsupported_model_names_class_and_supported():
     from transformers import LlamaConfig, LlamaForCausalLM
 

@@ -118,7 +118,7 @@ class StepState:
         rows = ([] if self._logits is not None else [self.final_hidden]) + [
             h.to(self.final_hidden.dtype) for h in normed
         ]
-        out = self.adapter.logits_from_hidden(torch.cat(rows, dim=0)).float().split(b, dim=0)
+        out = self.adapter.logits_from_rows(torch.cat(rows, dim=0)).float().split(b, dim=0)
         if self._logits is None:
             self._logits, out = out[0], out[1:]
         return (self._logits, *out)

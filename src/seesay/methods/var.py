@@ -110,10 +110,16 @@ class SinkMarks:
         self.dims = torch.tensor(dims)
         self.tau = tau
         self.marks: dict[int, torch.Tensor] = {}
+        self._dims_on: dict[torch.device, torch.Tensor] = {}  # the dims moved once per device
 
     def store(self, layer: int, hidden: torch.Tensor) -> None:
-        values = rms_normalised(hidden)[..., self.dims.to(hidden.device)].abs()  # [B, T, n_dims]
-        new = values.max(dim=-1).values > self.tau  # [B, T_new]
+        dims = self._dims_on.get(hidden.device)
+        if dims is None:
+            dims = self._dims_on[hidden.device] = self.dims.to(hidden.device)
+        h = hidden.float()
+        # |h / rms(h)| on the sink dims only: |h_d| / rms(h) (rms > 0), the same numbers as rms_normalised
+        inv_rms = torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6)
+        new = (h.index_select(-1, dims).abs() * inv_rms).amax(dim=-1) > self.tau  # [B, T_new]
         old = self.marks.get(layer)
         self.marks[layer] = new if old is None else torch.cat([old, new], dim=1)
 
@@ -140,16 +146,16 @@ def redistribute(
 ) -> torch.Tensor:
     """Steps 2-3 on attention rows ``probs`` [B, H, R, K], with ``image`` and ``sinks`` [B, K] bool key
     masks: the redistributed rows (unchanged where a head is not image-centric)."""
-    image, sinks = image[:, None, None, :], sinks[:, None, None, :]
     visual_sinks = sinks & image
-    image_attn = (probs * image).sum(-1, keepdim=True)  # [B, H, R, 1]
-    portion = (probs * visual_sinks).sum(-1, keepdim=True) / (((probs + 1e-6) * image).sum(-1, keepdim=True))
-    has_visual_sink = visual_sinks.any(-1, keepdim=True)
+    has_visual_sink = visual_sinks.any(-1)[:, None, None, None]
+    image_f, sinks_f, visual_f = (m[:, None, None, :].to(probs.dtype) for m in (image, sinks, visual_sinks))
+    image_attn = (probs * image_f).sum(-1, keepdim=True)  # [B, H, R, 1]
+    portion = (probs * visual_f).sum(-1, keepdim=True) / ((probs + 1e-6) * image_f).sum(-1, keepdim=True)
     centric = (portion <= cfg.rho) & (image_attn >= cfg.summ) & has_visual_sink
-    budget = (1 - cfg.p) * (probs * sinks).sum(-1, keepdim=True)
-    non_sink_image = probs * (image & ~visual_sinks)
+    budget = (1 - cfg.p) * (probs * sinks_f).sum(-1, keepdim=True)
+    non_sink_image = probs * (image_f - visual_f)
     ratios = non_sink_image / non_sink_image.sum(-1, keepdim=True).clamp_min(1e-30)
-    new = torch.where(sinks, probs * cfg.p, probs) + budget * ratios
+    new = torch.where(sinks[:, None, None, :], probs * cfg.p, probs) + budget * ratios
     return torch.where(centric, new, probs)
 
 
@@ -163,18 +169,30 @@ class SinkRedistribution:
         self.marks = marks
         self.image_positions = image_positions  # [B, T] bool
         self.after_image = after_image  # [B] first position after each sample's last image token
+        self._last_image_end = int(after_image.max()) if after_image.numel() else 0  # once, on the host
+        self._image_keys: torch.Tensor | None = None  # image_positions as the latest key mask
+
+    def _image(self, key_offset: int, k: int) -> torch.Tensor:
+        """The image key mask [B, K] (kept between steps: at a decode step only K grows)."""
+        cached = self._image_keys
+        if key_offset != 0 or cached is None or cached.shape[1] != k:
+            cached = keys_from_positions(self.image_positions, key_offset, k)
+            if key_offset == 0:
+                self._image_keys = cached
+        return cached
 
     def __call__(self, scores: LayerScores) -> ScoreChange | None:
         marks = self.marks.marks.get(scores.layer)
         if marks is None:
             return None
         k = scores.scores.shape[-1]
-        image = keys_from_positions(self.image_positions, scores.key_offset, k)
+        image = self._image(scores.key_offset, k)
         sinks = keys_from_positions(marks, scores.key_offset, k)
         probs = torch.softmax(scores.scores, dim=-1)
         new = redistribute(probs, image, sinks, self.cfg)
-        rows = scores.query_positions[None, :] >= self.after_image[:, None]  # [B, R]: text after the image
-        new = torch.where(rows[:, None, :, None], new, probs)
+        if scores.query_start < self._last_image_end:  # some rows are not text after the image
+            rows = scores.query_positions[None, :] >= self.after_image[:, None]  # [B, R]
+            new = torch.where(rows[:, None, :, None], new, probs)
         changed = (new != probs) & (probs > 0)
         bias = torch.where(changed, torch.log(new.clamp_min(1e-38)) - torch.log(probs.clamp_min(1e-38)), 0.0)
         return ScoreChange(bias=bias)

@@ -176,6 +176,27 @@ class ModelAdapter:
         """Next-token logits from a final-normed hidden state, exactly as the model computes them."""
         return self.lm_head(normed_hidden)
 
+    def logits_from_rows(self, normed_rows: torch.Tensor) -> torch.Tensor:
+        """:meth:`logits_from_hidden` of several stacked readouts [N, d] (final, lens and branch rows).
+
+        On the CPU a plain ``Linear`` head runs as z^T = W X^T (+ b): there ``F.linear`` with 2-16 rows
+        takes 2-3x the time of one row while W X^T takes about one row's time (hidden 512, vocab 32,000,
+        2 threads: 12.8 ms for 2 rows against 3.8 ms; the same to float32 rounding, ~4e-5). Elsewhere, and
+        for a head that is hooked, wrapped or not a plain ``Linear``, the model's own head.
+        """
+        head = self.lm_head
+        plain_head = (
+            type(head) is torch.nn.Linear
+            and "forward" not in vars(head)  # not wrapped (accelerate's offload hooks replace forward)
+            and not head._forward_hooks
+            and not head._forward_pre_hooks
+            and type(self).logits_from_hidden is ModelAdapter.logits_from_hidden
+        )
+        if normed_rows.shape[0] > 1 and plain_head and head.weight.device.type == "cpu":
+            out = torch.matmul(head.weight, normed_rows.transpose(0, 1)).transpose(0, 1).contiguous()
+            return out if head.bias is None else out + head.bias
+        return self.logits_from_hidden(normed_rows)
+
     # ---- inputs ----------------------------------------------------------------------------------------
     def image_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Bool [B, T]: which sequence positions hold image tokens."""
