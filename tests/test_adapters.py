@@ -22,19 +22,39 @@ def test_structure(loaded):
 
 
 def test_stacked_readout_is_the_heads_own_to_rounding_and_defers_to_a_hooked_head(loaded):
-    """logits_from_rows computes several readouts as W X^T on the CPU: the head's own logits to float32
-    rounding, one row and a hooked head through the head itself (bit for bit)."""
+    """logits_from_rows computes several float32 readouts as W X^T (+ b) on the CPU: the head's own logits
+    to float32 rounding; one row, more than STACKED_ROWS_MAX rows, bfloat16 and a hooked head go through
+    the head itself (bit for bit)."""
+    from seesay.engine.adapters.base import STACKED_ROWS_MAX
+
     adapter = loaded.adapter
-    rows = torch.randn(5, adapter.lm_head.weight.shape[1], generator=torch.Generator().manual_seed(0))
+    head = adapter.lm_head
+    rows = torch.randn(5, head.weight.shape[1], generator=torch.Generator().manual_seed(0))
     own = adapter.logits_from_hidden(rows)
-    torch.testing.assert_close(adapter.logits_from_rows(rows), own, rtol=1e-5, atol=1e-5)
+    stacked = adapter.logits_from_rows(rows)
+    assert torch.equal(stacked, torch.matmul(head.weight, rows.T).T)  # the W X^T path was taken
+    torch.testing.assert_close(stacked, own, rtol=1e-5, atol=1e-5)
     assert torch.equal(adapter.logits_from_rows(rows[:1]), adapter.logits_from_hidden(rows[:1]))
+    many = rows.repeat(STACKED_ROWS_MAX // 5 + 1, 1)
+    assert torch.equal(adapter.logits_from_rows(many), adapter.logits_from_hidden(many))
+    assert head.bias is None
+    head.bias = torch.nn.Parameter(torch.randn(head.weight.shape[0]))
+    try:  # a head with a bias: W X^T + b
+        torch.testing.assert_close(adapter.logits_from_rows(rows), adapter.logits_from_hidden(rows))
+    finally:
+        head.bias = None
     seen = []
-    handle = adapter.lm_head.register_forward_hook(lambda module, args, out: seen.append(out.shape))
+    handle = head.register_forward_hook(lambda module, args, out: seen.append(out.shape))
     try:
         assert torch.equal(adapter.logits_from_rows(rows), own) and seen == [own.shape]
     finally:
         handle.remove()
+    head.to(torch.bfloat16)
+    try:
+        low = rows.to(torch.bfloat16)
+        assert torch.equal(adapter.logits_from_rows(low), adapter.logits_from_hidden(low))
+    finally:
+        head.to(torch.float32)
 
 
 def test_unsupported_model_names_class_and_supported():

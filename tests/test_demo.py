@@ -175,6 +175,8 @@ def test_questions_for_is_the_smallest_size_whose_wilson_interval_is_within_3_po
     assert questions_for(0.97) < questions_for(0.7)  # a surer model needs fewer questions
     with pytest.raises(ValueError, match="accuracy"):
         questions_for(1.2)
+    with pytest.raises(ValueError, match="target"):
+        questions_for(0.9, target=0)
 
 
 def test_default_sizes_are_planned_on_the_dev_split(tmp_path, capsys, monkeypatch):
@@ -198,8 +200,15 @@ def test_default_sizes_are_planned_on_the_dev_split(tmp_path, capsys, monkeypatc
     payload = json.loads(out.read_text())
     assert payload["n"] == {"iid": 6, "counterfactual": 10}
     assert sum(count for _, count in payload["per_type"]["iid"]["base"].values()) == 6
-    assert list(payload["planned_from"].values()) == pytest.approx(planned)
+    assert list(payload["planned_from"].values()) == pytest.approx(planned[:2])  # then the CLI's hint
     assert planned[0] >= 0.8 > planned[1] >= 0.5  # iid is easier than counterfactual on the dev split
     assert "accuracy on held-out questions, iid 6, counterfactual 10" in text
     assert f"base's accuracy there: iid {100 * planned[0]:.0f}%" in text
     assert "over the +-3 target: run with --n" in text  # 6 and 10 questions give wide intervals
+
+
+def test_demo_runs_on_one_question_per_split(tmp_path):
+    """--n 1: the heatmap panel shows the questions there are (it indexed two per split)."""
+    report = run_demo(1, out_png=tmp_path / "demo.png", layers_png=tmp_path / "layers.png", batch_size=4)
+    assert report.n == {"iid": 1, "counterfactual": 1}
+    assert (tmp_path / "demo.png").stat().st_size > 1000

@@ -250,7 +250,7 @@ def test_demo_report(demo_report):
     html = (demo_report / "demo.html").read_text()
     check_page(html, {"methods", "layers", "gallery", "trace"})
     data = json.loads((demo_report / "demo.json").read_text())
-    assert data["format"] == "seesay-demo/1" and len(data["gallery"]) == 16 and len(data["traces"]) == 4
+    assert data["format"] == "seesay-demo/2" and len(data["gallery"]) == 16 and len(data["traces"]) == 4
     # seesay report of the saved run gives the same sections and figures as the direct one
     again = write_report([demo_report / "demo.json"], demo_report / "again.html")
     assert set(re.findall(r'<section class="(\w+)"', again.html.read_text())) == set(
@@ -316,3 +316,20 @@ def test_browser_check_catches_errors_and_requests(tmp_path):
     assert seen.console_errors and "boom" in " ".join(seen.page_errors)
     assert seen.network == ["http://127.0.0.1:9/x.png"]
     assert set(seen.broken_images) == {"remote", "junk"}
+
+
+def test_demo_runs_of_format_1_are_read_and_a_damaged_size_is_one_line(demo_report):
+    """A demo run written before the sizes were planned (format seesay-demo/1, one "n" for both splits)
+    is still read; an "n" that is no question count is a damaged run (DataError), not a traceback."""
+    from seesay.report.sources import demo_sections
+
+    planned = json.loads((demo_report / "demo.json").read_text())
+    assert planned["n"] == {"iid": 30, "counterfactual": 30}
+    old = {**planned, "format": "seesay-demo/1", "n": 30}
+    sections = demo_sections(old, "old.json")
+    assert sections[0].title == "demo: methods compared (30 questions per split)"
+    assert {row[3] for row in sections[0].tables[0].rows} == {"30"}
+    uneven = {**planned, "n": {"iid": 20, "counterfactual": 30}}
+    assert demo_sections(uneven, "new.json")[0].title == "demo: methods compared (iid 20, counterfactual 30)"
+    with pytest.raises(DataError, match="damaged demo run"):
+        demo_sections({**planned, "n": {"iid": [1]}}, "bad.json")

@@ -660,7 +660,7 @@ def demo(
     from rich.table import Table
 
     from .demo import synthetic
-    from .demo.run import ANSWER_WORDS, CI_TARGET, DEV_SEED, HELDOUT_SEED, SPLITS, run_demo
+    from .demo.run import ANSWER_WORDS, CI_TARGET, DEV_SEED, HELDOUT_SEED, SPLITS, questions_for, run_demo
 
     check_report_path(report)
     seed = HELDOUT_SEED if seed is None else seed
@@ -696,7 +696,7 @@ def demo(
     if widest > CI_TARGET:
         out_console.print(
             f"[yellow]the widest 95% CI is +-{100 * widest:.1f} points, over the +-3 target: "
-            f"run with --n {max(result.n.values()) + 500} for narrower ones[/yellow]"
+            f"run with --n {questions_for(0.5)} (within +-3 at any accuracy)[/yellow]"
         )
     paired = Table(title="each method against base on the same questions (95% paired bootstrap, McNemar)")
     for col in ("method", "split", "difference", "95% CI", "McNemar p"):

@@ -85,6 +85,10 @@ def questions_for(accuracy: float, target: float = CI_TARGET, margin: float = PL
     min n in PLAN_STEP * N with ci_half_width(round(p n), n) <= target. At p = 1/2 it is 1,100."""
     if not 0 <= accuracy <= 1:
         raise ValueError(f"accuracy must be in [0, 1], got {accuracy}")
+    if not 0 < target < 0.5 or not 0 <= margin <= 0.5:
+        raise ValueError(
+            f"questions_for needs 0 < target < 0.5 and 0 <= margin <= 0.5, got {target} and {margin}"
+        )
     p = max(0.5, accuracy - margin) if accuracy >= 0.5 else min(0.5, accuracy + margin)
     n = PLAN_STEP
     while ci_half_width(round(p * n), n) > target:
@@ -609,7 +613,8 @@ def run_demo(
         all_right.append(np.array(report.correct["base"][split]))
         if progress:
             progress(f"lens/{split}")
-    report.lens_accuracy = np.concatenate(all_tops).mean(axis=0).tolist()
+    # per layer, the mean of the splits' own means: each split weighs the same whatever its size
+    report.lens_accuracy = np.mean([t.mean(axis=0) for t in all_tops], axis=0).tolist()
     cf = splits["counterfactual"]
     colour_errors = [
         (a, r)
@@ -622,7 +627,7 @@ def run_demo(
     report.prior_errors = (int(usual), len(colour_errors))
     # where it looks: every held-out question's attention, read in base's own pass
     matrix = np.concatenate([readouts[s].auroc for s in SPLITS])
-    report.layer_auroc = nanmean(matrix, axis=0).tolist()
+    report.layer_auroc = np.mean([nanmean(readouts[s].auroc, axis=0) for s in SPLITS], axis=0).tolist()
     # "seeing but not believing": the layers that look at the evidence, picked on a dev split (own seed),
     # attend as well when the answer is wrong as when it is right
     dev_auroc = nanmean(dev.auroc, axis=0)
@@ -643,12 +648,8 @@ def run_demo(
     report.heads_suppressed = int(methods["dualpd"].config.rho * heads)
     report.gallery, report.traces = gallery_and_traces(loaded, splits, answers, report.correct, batch_size)
     if out_png:
-        picks = splits["iid"][:2] + splits["counterfactual"][:2]
-        shown = {
-            name: [answers["iid"][name][i] for i in range(2)]
-            + [answers["counterfactual"][name][i] for i in range(2)]
-            for name in methods
-        }
+        picks = splits["iid"][:2] + splits["counterfactual"][:2]  # fewer where a split has fewer
+        shown = {name: answers["iid"][name][:2] + answers["counterfactual"][name][:2] for name in methods}
         _panel(loaded, picks, shown, Path(out_png))
         report.png = str(out_png)
     if layers_png:

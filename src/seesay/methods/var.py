@@ -173,7 +173,7 @@ class SinkRedistribution:
         self._image_keys: torch.Tensor | None = None  # image_positions as the latest key mask
 
     def _image(self, key_offset: int, k: int) -> torch.Tensor:
-        """The image key mask [B, K] (kept between steps: at a decode step only K grows)."""
+        """The image key mask [B, K], made once per pass and shared by its layers (K grows each step)."""
         cached = self._image_keys
         if key_offset != 0 or cached is None or cached.shape[1] != k:
             cached = keys_from_positions(self.image_positions, key_offset, k)

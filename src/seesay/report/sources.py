@@ -6,7 +6,7 @@ source                    recognised by
 an eval run folder        ``manifest.json`` (+ ``{bench}/{method}/predictions.jsonl``)
 a sweep folder            ``sweep.json``
 a layer profile           a JSON file with ``auroc`` and ``num_layers`` (``seesay profile``)
-a demo run                a JSON file with ``"format": "seesay-demo/1"`` (``seesay demo --json``)
+a demo run                a JSON file with ``"format": "seesay-demo/2"`` (or ``/1``) (``seesay demo --json``)
 a per-token trace         a JSONL file of ``token_id`` rows (``seesay ask --trace``)
 ========================  =====================================================================
 
@@ -33,7 +33,8 @@ from . import figures
 from .gallery import GalleryItem, pick
 from .model import Figure, Section, Table, TraceToken, TraceView
 
-DEMO_FORMAT = "seesay-demo/1"
+DEMO_FORMAT = "seesay-demo/2"  # /2 (2026-12-07): "n" per split; /1: one "n" for both, still read
+DEMO_FORMATS = ("seesay-demo/1", DEMO_FORMAT)
 GALLERY_LIMIT = 24
 TRACE_LIMIT = 4  # traced questions shown per source
 RIGHT = 0.5  # a question counts as answered right (for "fixed" / "broken") when its score is >= this
@@ -77,7 +78,7 @@ def read_source(path: Path) -> list[Section]:
     if path.suffix == ".jsonl":
         return [trace_section(path)]
     data = _read_json(path)
-    if isinstance(data, dict) and data.get("format") == DEMO_FORMAT:
+    if isinstance(data, dict) and data.get("format") in DEMO_FORMATS:
         return demo_sections(data, str(path))
     if isinstance(data, dict) and "auroc" in data and "num_layers" in data:
         return [profile_section(data, str(path))]
@@ -413,11 +414,13 @@ def demo_sections(data: dict, source: str) -> list[Section]:
         methods = list(data["accuracy"])
         accuracy = {m: {s: tuple(data["accuracy"][m][s]) for s in splits} for m in methods}
         paired = {m: {s: tuple(v[s][:3]) for s in splits} for m, v in data["paired"].items()}
+        sizes = data.get("n")
+        if not isinstance(sizes, dict):  # format seesay-demo/1: one size for every split
+            sizes = dict.fromkeys(splits, sizes)
+        if not all(isinstance(sizes.get(s), int) for s in splits):
+            raise TypeError(f"n is {data.get('n')!r}, not a question count per split")
     except (KeyError, TypeError, IndexError) as err:
         raise DataError(f"{source}: a damaged demo run ({err})") from err
-    sizes = data.get("n")
-    if not isinstance(sizes, dict):  # runs before 2026-12-07: one size for every split
-        sizes = dict.fromkeys(splits, sizes)
     if len(set(sizes.values())) == 1:
         sizes_text = f"{next(iter(sizes.values()))} questions per split"
     else:
