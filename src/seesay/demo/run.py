@@ -1,4 +1,4 @@
-"""``seesay demo``: the whole story on the bundled tiny trained VLM, on a laptop, in 70-77 s (2 CPU cores).
+"""``seesay demo``: the whole story on the bundled tiny trained VLM, on a laptop, in 69-77 s (2 CPU cores).
 
 On held-out slices of the synthetic benchmark's two test splits ("iid": shapes mostly in their usual
 colours, as in training; "counterfactual": unusual colours only) it runs base, DualPD and VEA and reports
