@@ -40,7 +40,7 @@ from ..methods.vea import heat_overlay
 from ..methods.vea.evidence import box_labels
 from ..methods.vea.retrieval import auroc_rows
 from ..report.gallery import GalleryItem, pick
-from ..report.sources import DEMO_FORMAT
+from ..report.sources import DEMO_FORMAT, sizes_text
 from . import demo_model_path, synthetic
 
 HELDOUT_SEED = 20260601  # our choice: a seed the training script never uses
@@ -149,11 +149,8 @@ class DemoReport:
         )
 
     def sizes_text(self) -> str:
-        """'iid 500, counterfactual 1100' (or '1100 per split' where all are equal)."""
-        sizes = set(self.n.values())
-        if len(sizes) == 1:
-            return f"{sizes.pop()} per split"
-        return ", ".join(f"{s} {k}" for s, k in self.n.items())
+        """'iid 700, counterfactual 1100' (or '1100 per split' where all are equal)."""
+        return sizes_text(self.n)
 
     def to_json(self) -> dict[str, Any]:
         """Everything above as JSON (``seesay report`` reads it; format :data:`DEMO_FORMAT`)."""

@@ -406,6 +406,14 @@ def trace_section(path: Path) -> Section:
 # -------------------------------------------------------------------------------------------------- demo
 
 
+def sizes_text(sizes: dict[str, int], unit: str = "") -> str:
+    """A demo run's test sizes: '1100{unit} per split' where all are equal, else 'iid 700, counterfactual
+    1100'."""
+    if len(set(sizes.values())) == 1:
+        return f"{next(iter(sizes.values()))}{unit} per split"
+    return ", ".join(f"{s} {k}" for s, k in sizes.items())
+
+
 def demo_sections(data: dict, source: str) -> list[Section]:
     """A demo run: accuracies with CIs and paired differences, the per-type table, the layer curves
     with the phenomena's numbers, the gallery and DualPD's traces."""
@@ -421,11 +429,8 @@ def demo_sections(data: dict, source: str) -> list[Section]:
             raise TypeError(f"n is {data.get('n')!r}, not a question count per split")
     except (KeyError, TypeError, IndexError) as err:
         raise DataError(f"{source}: a damaged demo run ({err})") from err
-    if len(set(sizes.values())) == 1:
-        sizes_text = f"{next(iter(sizes.values()))} questions per split"
-    else:
-        sizes_text = ", ".join(f"{s} {sizes.get(s)}" for s in splits)
-    section = Section("methods", f"demo: methods compared ({sizes_text})", source)
+    shown = sizes_text({s: sizes[s] for s in splits}, " questions")
+    section = Section("methods", f"demo: methods compared ({shown})", source)
     section.figures.append(Figure("demo_methods.png", figures.method_comparison(accuracy, paired)))
     rows = []
     for m in methods:
