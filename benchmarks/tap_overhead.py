@@ -1,12 +1,15 @@
 """Cost of seesay's engine against plain ``generate()`` on a random-weight LLaVA-architecture model.
 
 For each image-token count (576 = one LLaVA-1.5 image, 2880 = five) one process builds the seeded model
-once and times every mode in interleaved rounds (plain, loop, tap, eager, plain, ...), so that machine
-noise hits all modes alike:
-  * per-token decode time: mean gap between consecutive decode steps, read from a logits processor's
-    time stamps (prefill excluded); the median over rounds is reported, and the best (fastest) round
-    beside it: what the code costs when no other process interferes (timeit's advice on a noisy
-    machine; on this project's shared 2-core VM the two differ by 10-30%);
+once and times every mode in interleaved rounds, so that machine noise hits all modes alike; round r
+runs the modes in the order rotated by r, so no mode always follows the same one (e.g. eager, which
+allocates and frees gigabytes of attention at 2880 image tokens):
+  * per-token decode time: the gaps between consecutive decode steps, read from a logits processor's
+    time stamps (prefill excluded); a round's time is the median gap (a shared VM's interference
+    lands on single steps as spikes; the decode steps themselves do the same work, so in a quiet
+    round median and mean agree), reported as the median over rounds and the best (fastest) round:
+    what the code costs when no other process interferes (timeit's advice on a noisy machine); the
+    mean gaps are kept in the JSON;
   * forward passes per generated token;
   * peak memory: on GPU ``torch.cuda.max_memory_allocated`` per mode in the same process; on CPU one
     extra process per mode reports its peak RSS (glibc told to mmap blocks >= 64 KiB, so RSS tracks live
@@ -24,6 +27,7 @@ and the methods by name with their default configs (dualpd, dola, vcd, pai, m3id
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -227,6 +231,9 @@ def child_timing(args) -> dict:
 
     procs = LogitsProcessorList([stamp])
     per_token: dict[str, list[float]] = {m: [] for m in modes}
+    mean_gap: dict[str, list[float]] = {m: [] for m in modes}
+    after: dict[str, list[str | None]] = {m: [] for m in modes}  # the mode run just before, per round
+    previous = None
     passes: dict[str, float] = {}
     peak: dict[str, int] = {}
     n = 1 + args.new_tokens
@@ -241,15 +248,22 @@ def child_timing(args) -> dict:
                 _sync(args.device)
                 peak[mode] = torch.cuda.max_memory_allocated()
                 peak[mode + ":work"] = peak[mode] - base
-        for _ in range(args.repeats):
-            for mode in modes:
+        for round_ in range(args.repeats):
+            shift = round_ % len(modes)
+            for mode in modes[shift:] + modes[:shift]:  # rotated: no mode always follows the same one
                 stamps.clear()
                 passes[mode] = runners[mode](n, procs) / n
-                per_token[mode].append((stamps[-1] - stamps[0]) / (len(stamps) - 1))
+                gaps = [b - a for a, b in itertools.pairwise(stamps)]
+                per_token[mode].append(statistics.median(gaps))
+                mean_gap[mode].append(statistics.fmean(gaps))
+                after[mode].append(previous)
+                previous = mode
     return {
         "per_token_s": {m: statistics.median(v) for m, v in per_token.items()},
         "per_token_best_s": {m: min(v) for m, v in per_token.items()},
         "per_token_all": per_token,
+        "mean_gap_all": mean_gap,
+        "ran_after": after,
         "passes_per_token": passes,
         "cuda_peak": peak,
         "seq_len": int(inputs["input_ids"].shape[1]),

@@ -76,8 +76,8 @@ class LayerScores:
             subset = key_mask[:, None, None, :]
             keep = subset if keep is None else keep & subset
         if keep is None:
-            return self.scores.norm(dim=-1)
-        return torch.where(keep, self.scores, 0.0).norm(dim=-1)
+            return torch.linalg.vector_norm(self.scores, dim=-1)
+        return torch.linalg.vector_norm(torch.where(keep, self.scores, 0.0), dim=-1)
 
 
 @dataclass
@@ -256,6 +256,8 @@ def _grouped_scores(query_rows: torch.Tensor, key: torch.Tensor) -> torch.Tensor
     """(q K^T) for [B, H, R, D] queries against [B, H_kv, K, D] keys without repeating the keys."""
     b, h, r, d = query_rows.shape
     h_kv = key.shape[1]
+    if h_kv == h:
+        return query_rows @ key.transpose(-1, -2)
     q = query_rows.reshape(b, h_kv, (h // h_kv) * r, d)
     return (q @ key.transpose(-1, -2)).reshape(b, h, r, key.shape[2])
 
@@ -264,6 +266,8 @@ def _grouped_values(probs: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
     """probs [B, H, R, K] @ value [B, H_kv, K, D] -> [B, H, R, D] without repeating the values."""
     b, h, r, k = probs.shape
     h_kv = value.shape[1]
+    if h_kv == h:
+        return probs @ value
     out = probs.reshape(b, h_kv, (h // h_kv) * r, k) @ value
     return out.reshape(b, h, r, value.shape[-1])
 
@@ -352,7 +356,9 @@ def _explicit_scores(
 
     As eager attention: q K^T in the model's dtype, everything after it in float32.
     """
-    scores = _grouped_scores(query[:, :, rows], key).float().mul_(scale)
+    rows_of_query = query if query.shape[2] == 1 else query[:, :, rows]  # a decode step: its only row
+    scores = _grouped_scores(rows_of_query, key)
+    scores = (scores if scores.dtype == torch.float32 else scores.float()).mul_(scale)
     allowed = _allowed_keys(attention_mask, query.shape[2], key.shape[2], rows, is_causal, query.device)
     if allowed is not None:
         scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
@@ -377,7 +383,10 @@ def _edited_scores(
         if change.scale is not None:
             current = current * _per_row(_multipliers(change.scale, query))
         if change.bias is not None:
-            current = current + change.bias.to(device=current.device, dtype=current.dtype)
+            bias = change.bias
+            if bias.dtype != current.dtype or bias.device != current.device:
+                bias = bias.to(device=current.device, dtype=current.dtype)
+            current = current + bias
         changed = True
     if not changed:
         return None
@@ -403,7 +412,8 @@ def _multipliers(gamma: torch.Tensor | None, query: torch.Tensor) -> torch.Tenso
     """A head scaler's answer as float32 on the query's device, [H] broadcast to [B, H]."""
     if gamma is None:
         return None
-    gamma = gamma.to(device=query.device, dtype=torch.float32)
+    if gamma.dtype != torch.float32 or gamma.device != query.device:
+        gamma = gamma.to(device=query.device, dtype=torch.float32)
     return gamma.expand(query.shape[0], -1) if gamma.dim() == 1 else gamma
 
 
@@ -471,7 +481,8 @@ def _change_rows(
 
 def _rows_output(probs: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
     """Attention output [B, R, H, D] (sdpa's layout) of probability rows [B, H, R, K]."""
-    return _grouped_values(probs.to(value.dtype), value).transpose(1, 2)
+    probs = probs if probs.dtype == value.dtype else probs.to(value.dtype)
+    return _grouped_values(probs, value).transpose(1, 2)
 
 
 def _scaled_probs(scores: torch.Tensor, allowed: torch.Tensor | None, gamma: torch.Tensor) -> torch.Tensor:

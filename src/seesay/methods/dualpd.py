@@ -173,6 +173,7 @@ class DualPDStep:
         self.lens = LogitLens(self.adapter, final_norm=config.final_norm)
         self.trace_enabled = trace
         self._suppressed: dict[int, torch.Tensor] = {}
+        self._ones: torch.Tensor | None = None  # [B, H] ones, made once per batch
         # Candidate c is scored by the shift of the pair (c-1, c) ("later") or (c, c+1) ("earlier").
         self.pairs: tuple[tuple[int, int], ...] = ()
         if config.contrast != "none" and config.static_layer is None:
@@ -189,7 +190,7 @@ class DualPDStep:
         """gamma for the floor(rho * H) heads with the smallest score norm in this layer, 1 elsewhere."""
         if scores.layer not in self.filter_layers:
             return None
-        b, h = scores.scores.shape[:2]
+        h = scores.scores.shape[1]
         k = min(h, max(int(self.config.rho * h), self.config.min_heads))
         if k == 0:
             return None
@@ -200,11 +201,15 @@ class DualPDStep:
         if norms.shape[-1] > 1:  # filter_rows="prompt": each earlier prompt row its own heads, [B, H, R]
             lowest_rows = norms.topk(k, dim=1, largest=False).indices  # [B, k, R]
             return torch.ones_like(norms).scatter_(1, lowest_rows, self.config.gamma)
-        lowest = norms[:, :, -1].topk(k, dim=-1, largest=False).indices  # [B, k]
+        last = norms[:, :, -1]  # [B, H]
+        # [B, k]; one head (the usual case: floor(0.15 H) = 1 for H < 14) is an argmin, cheaper than topk
+        lowest = last.argmin(-1, keepdim=True) if k == 1 else last.topk(k, dim=-1, largest=False).indices
         if self.trace_enabled:
             self._suppressed[scores.layer] = lowest
-        scale = torch.ones(b, h, device=norms.device)
-        return scale.scatter_(1, lowest, self.config.gamma)
+        ones = self._ones
+        if ones is None or ones.shape != last.shape or ones.device != last.device:
+            ones = self._ones = torch.ones_like(last)
+        return ones.scatter(1, lowest, self.config.gamma)  # out of place: the cached ones stay ones
 
     # ---- 1a: called by the decode loop after each pass ------------------------------------------------
     def visual_attention(self, state: StepState) -> torch.Tensor:
@@ -227,28 +232,34 @@ class DualPDStep:
 
     def basic_layers(self, state: StepState) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per-sample l_b [B] and the shift S of each candidate's pair [B, C] (None for a static layer)."""
+        index, shift = self._choice(state)
+        return self._candidates[index], shift
+
+    def _choice(self, state: StepState) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per sample the index of l_b among the candidates [B], and the shifts [B, C] (None: static)."""
         if self.config.static_layer is not None:
-            b = state.logits.shape[0]
-            return torch.full((b,), self.config.static_layer, device=state.logits.device), None
+            b = state.final_hidden.shape[0]
+            return torch.zeros(b, dtype=torch.long, device=self._candidates.device), None
         dist = self.visual_attention(state)
         shift = SHIFT_METRICS[self.config.shift_metric](dist[:, self._hi], dist[:, self._lo])  # [B, C]
-        return self._candidates.to(shift.device)[shift.argmax(-1)], shift
+        return shift.argmax(-1).to(self._candidates.device), shift
 
     def __call__(self, state: StepState) -> StepResult:
-        basic, shift = None, None
+        index, shift = None, None
         if self.config.contrast == "none":
             scores = state.logits
         else:
-            basic, shift = self.basic_layers(state)
+            index, shift = self._choice(state)
             if len(self.candidates) == 1:  # a static layer or one candidate: its hidden state as it is
                 h_b = state.hidden[self.candidates[0]]
             else:
                 hidden = torch.stack([state.hidden[c] for c in self.candidates], dim=1)  # [B, C, d]
-                index = torch.searchsorted(self._candidates.to(basic.device), basic)
-                h_b = hidden[torch.arange(hidden.shape[0], device=hidden.device), index]
+                h_b = hidden[torch.arange(hidden.shape[0], device=hidden.device), index.to(hidden.device)]
             final, early = state.readout(self.lens.normalize(h_b))  # one lm_head call for both
             scores = self.combine(final, early)
-        trace = self._trace(state, basic, shift) if self.trace_enabled else None
+        trace = None
+        if self.trace_enabled:
+            trace = self._trace(state, None if index is None else self._candidates[index], shift)
         self._suppressed = {}
         return StepResult(scores, trace)
 

@@ -15,8 +15,8 @@ Per decoder layer l in ``start_layer <= l < L - 1`` (the last layer is left alon
        a'_j = p a_j (j sink);   a'_j = a_j + B a_j / sum_{non-sink image} a (j non-sink image);   a'_j = a_j
 
 The rows: at the prefill, every text row after the image; then each new token's. seesay applies the
-result as a pre-softmax score edit on the attention tap, s_j <- s_j + log(a'_j / a_j), so that
-softmax(s') = a' exactly, with sdpa for every row and head not changed.
+result as a pre-softmax score edit on the attention tap, s_j <- log a'_j in the changed rows (a' sums
+to 1, so softmax(s') = a'), with sdpa for every row and head not changed.
 """
 
 from __future__ import annotations
@@ -146,6 +146,14 @@ def redistribute(
 ) -> torch.Tensor:
     """Steps 2-3 on attention rows ``probs`` [B, H, R, K], with ``image`` and ``sinks`` [B, K] bool key
     masks: the redistributed rows (unchanged where a head is not image-centric)."""
+    new, centric = _redistributed(probs, image, sinks, cfg)
+    return torch.where(centric, new, probs)
+
+
+def _redistributed(
+    probs: torch.Tensor, image: torch.Tensor, sinks: torch.Tensor, cfg: VARConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every row redistributed [B, H, R, K], and which rows are image-centric [B, H, R, 1]."""
     visual_sinks = sinks & image
     has_visual_sink = visual_sinks.any(-1)[:, None, None, None]
     image_f, sinks_f, visual_f = (m[:, None, None, :].to(probs.dtype) for m in (image, sinks, visual_sinks))
@@ -156,11 +164,12 @@ def redistribute(
     non_sink_image = probs * (image_f - visual_f)
     ratios = non_sink_image / non_sink_image.sum(-1, keepdim=True).clamp_min(1e-30)
     new = torch.where(sinks[:, None, None, :], probs * cfg.p, probs) + budget * ratios
-    return torch.where(centric, new, probs)
+    return new, centric
 
 
 class SinkRedistribution:
-    """The tap edit: the redistributed rows as a pre-softmax change, s <- s + log(a' / a)."""
+    """The tap edit: the redistributed rows as a pre-softmax change, s <- log a' in the image-centric
+    rows (softmax(log a') = a', as a' sums to 1), s unchanged elsewhere."""
 
     def __init__(
         self, cfg: VARConfig, marks: SinkMarks, image_positions: torch.Tensor, after_image: torch.Tensor
@@ -188,14 +197,13 @@ class SinkRedistribution:
         k = scores.scores.shape[-1]
         image = self._image(scores.key_offset, k)
         sinks = keys_from_positions(marks, scores.key_offset, k)
-        probs = torch.softmax(scores.scores, dim=-1)
-        new = redistribute(probs, image, sinks, self.cfg)
+        s = scores.scores
+        new, centric = _redistributed(torch.softmax(s, dim=-1), image, sinks, self.cfg)
         if scores.query_start < self._last_image_end:  # some rows are not text after the image
             rows = scores.query_positions[None, :] >= self.after_image[:, None]  # [B, R]
-            new = torch.where(rows[:, None, :, None], new, probs)
-        changed = (new != probs) & (probs > 0)
-        bias = torch.where(changed, torch.log(new.clamp_min(1e-38)) - torch.log(probs.clamp_min(1e-38)), 0.0)
-        return ScoreChange(bias=bias)
+            centric = centric & rows[:, None, :, None]
+        # softmax(log a') = a' (a' sums to 1): the changed rows' scores become log a', the others stay
+        return ScoreChange(bias=torch.where(centric, torch.log(new.clamp_min(1e-38)) - s, 0.0))
 
 
 @register_method("var")
