@@ -1,8 +1,8 @@
 """Cost of seesay's engine against plain ``generate()`` on a random-weight LLaVA-architecture model.
 
 For each image-token count (576 = one LLaVA-1.5 image, 2880 = five) one process builds the seeded model
-once and times every mode in interleaved rounds, so that machine noise hits all modes alike; round r
-runs the modes in the order rotated by r, so no mode always follows the same one (e.g. eager, which
+once and times every mode in interleaved rounds, so that machine noise hits all modes alike; each round
+runs the modes in its own seeded random order, so no mode always follows the same one (e.g. eager, which
 allocates and frees gigabytes of attention at 2880 image tokens):
   * per-token decode time: the gaps between consecutive decode steps, read from a logits processor's
     time stamps (prefill excluded); a round's time is the median gap (a shared VM's interference
@@ -30,6 +30,7 @@ import argparse
 import itertools
 import json
 import os
+import random
 import resource
 import statistics
 import subprocess
@@ -249,8 +250,8 @@ def child_timing(args) -> dict:
                 peak[mode] = torch.cuda.max_memory_allocated()
                 peak[mode + ":work"] = peak[mode] - base
         for round_ in range(args.repeats):
-            shift = round_ % len(modes)
-            for mode in modes[shift:] + modes[:shift]:  # rotated: no mode always follows the same one
+            order = random.Random(round_).sample(modes, len(modes))  # no mode always follows the same one
+            for mode in order:
                 stamps.clear()
                 passes[mode] = runners[mode](n, procs) / n
                 gaps = [b - a for a, b in itertools.pairwise(stamps)]

@@ -33,8 +33,10 @@ class HiddenCapture:
         self.states: dict[int, torch.Tensor] = {}
 
     def _store(self, layer: int, hidden: torch.Tensor) -> None:
-        # clone: a view would keep the layer's whole [B, T, d] output alive (O(layers x tokens) memory)
-        self.states[layer] = hidden[:, -1].clone()
+        # clone at a pass of several rows: a view would keep the layer's whole [B, T, d] output alive
+        # (O(layers x tokens) memory); a decode step's output is that one row already
+        last = hidden[:, -1]
+        self.states[layer] = last if hidden.shape[1] == 1 else last.clone()
 
     def __getitem__(self, layer: int) -> torch.Tensor:
         return self.states[layer]
