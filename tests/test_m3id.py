@@ -144,3 +144,17 @@ def test_m3id_config_and_cli(tmp_path, capsys):
             "--method", "m3id", "--set", "lam=0.1", "--max-new-tokens", "3"]  # fmt: skip
     assert main(args) == 0
     assert "m3id (llava)" in capsys.readouterr().out
+
+
+def test_an_overflowing_weight_is_refused_before_decoding(loaded, batch3, monkeypatch):
+    """exp(lam t) - 1 beyond float32 turns the scores into inf and nan: refused with one line before
+    the first forward pass, at the step count that would overflow, not midway through decoding."""
+    calls = []
+    monkeypatch.setattr(loaded.model, "forward", lambda *a, **k: calls.append(1))
+    with pytest.raises(ConfigError, match=r"overflows float32 by step t = 5 .*lam <= 17\.7"):
+        M3ID(M3IDConfig(lam=20.0)).generate(loaded, batch3, SETTINGS)
+    assert calls == []  # nothing ran
+    logits = torch.zeros(1, 4)
+    assert torch.isfinite(m3id_scores(logits, logits, 5, M3IDConfig(lam=17.7, threshold=1.0))).all()
+    with pytest.raises(ConfigError):
+        m3id_scores(logits, logits, 5, M3IDConfig(lam=17.8))

@@ -21,15 +21,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
 
-from ..engine.decoding import Branch
+from ..engine.decoding import Branch, DecodeOutput, GenerationSettings
 from ..engine.loading import LoadedModel, PreparedBatch
 from ..engine.variants import text_only_for
 from ..errors import ConfigError
 from .base import BranchContrastStep, EnginePlan, Method, MethodConfig, register_method
+
+if TYPE_CHECKING:
+    from transformers import LogitsProcessorList
 
 TEXT_ONLY = "text_only"
 
@@ -59,18 +62,28 @@ class M3IDConfig(MethodConfig):
             raise ConfigError(f"m3id threshold must be in (0, 1]; got {self.threshold}")
 
 
+# (1 - gamma_t) / gamma_t = exp(lam t) - 1 must stay finite in float32, where the scores are computed
+_MAX_EXPONENT = math.log(torch.finfo(torch.float32).max)
+
+
+def _check_weight(lam: float, t: int) -> float:
+    """The weight exp(lam t) - 1 of step ``t``; a ConfigError when it overflows float32."""
+    if lam * t > _MAX_EXPONENT:
+        raise ConfigError(
+            f"m3id: the weight exp(lam x t) - 1 overflows float32 by step t = {t} "
+            f"(lam x t = {lam * t:g} > {_MAX_EXPONENT:.1f}); use lam <= {_MAX_EXPONENT / t:.4g} "
+            "or fewer new tokens"
+        )
+    return math.expm1(lam * t)  # without dividing by gamma_t
+
+
 def m3id_scores(
     image_logits: torch.Tensor, text_logits: torch.Tensor, t: int, config: M3IDConfig
 ) -> torch.Tensor:
     """The module docstring's scores [B, V] at step ``t`` (1 for the first new token)."""
+    weight = _check_weight(config.lam, t)
     lc = torch.log_softmax(image_logits.float(), dim=-1)
     lu = torch.log_softmax(text_logits.float(), dim=-1)
-    try:
-        weight = math.expm1(config.lam * t)  # (1 - gamma_t) / gamma_t = exp(lam t) - 1, without dividing
-    except OverflowError:
-        raise ConfigError(
-            f"m3id: lam x t = {config.lam} x {t} overflows the weight; use a smaller lam"
-        ) from None
     corrected = lc + weight * (lc - lu)
     top = lc.max(dim=-1, keepdim=True).values
     if config.gate == "confidence":
@@ -94,6 +107,18 @@ class M3ID(Method):
 
     writes_trace: ClassVar[bool] = True
     config_class: ClassVar[type[MethodConfig]] = M3IDConfig
+
+    def generate(
+        self,
+        loaded: LoadedModel,
+        batch: PreparedBatch,
+        settings: GenerationSettings,
+        logits_processor: LogitsProcessorList | None = None,
+    ) -> DecodeOutput:
+        """As every method's, after checking that the weight stays finite up to the last new token
+        (a clear error before decoding, not at the step where it overflows)."""
+        _check_weight(self.config.lam, settings.max_new_tokens)  # type: ignore[attr-defined]
+        return super().generate(loaded, batch, settings, logits_processor)
 
     def plan(self, loaded: LoadedModel, batch: PreparedBatch) -> EnginePlan:
         cfg: M3IDConfig = self.config  # type: ignore[assignment]

@@ -64,16 +64,28 @@ class PAIConfig(MethodConfig):
 
 
 class ImageAttentionBoost:
-    """The tap edit ``a <- a + alpha |a|`` on the image keys of the tapped (last) row."""
+    """The tap edit ``a <- a + alpha |a|`` on the image keys of the tapped (last) row.
+
+    The bias is ``|a| * (alpha m)`` with ``m`` the layer's image-key mask; ``alpha m`` is built once per
+    key range (every layer of a step shares it), so a layer pays two kernels (abs, multiply). The edit
+    belongs to one plan (one ``generate`` call): its cache is that call's, never the method's."""
 
     def __init__(self, alpha: float, image_positions: torch.Tensor):
         self.alpha = alpha
         self.image_positions = image_positions  # [B, T] bool, absolute positions
+        self._weights: tuple[tuple[int, int, torch.device, torch.dtype], torch.Tensor] | None = None
+
+    def _key_weights(self, scores: torch.Tensor, key_offset: int) -> torch.Tensor:
+        """alpha on the image keys, 0 elsewhere, [B, 1, 1, K] in the scores' dtype and device."""
+        spec = (key_offset, scores.shape[-1], scores.device, scores.dtype)
+        if self._weights is None or self._weights[0] != spec:
+            keys = keys_from_positions(self.image_positions.to(scores.device), key_offset, spec[1])
+            weights = keys[:, None, None, :].to(scores.dtype) * self.alpha
+            self._weights = (spec, weights)
+        return self._weights[1]
 
     def __call__(self, scores: LayerScores) -> ScoreChange:
-        keys = keys_from_positions(self.image_positions, scores.key_offset, scores.scores.shape[-1])
-        boost = self.alpha * scores.scores.abs() * keys[:, None, None, :].to(scores.scores.dtype)
-        return ScoreChange(bias=boost)
+        return ScoreChange(bias=scores.scores.abs().mul_(self._key_weights(scores.scores, scores.key_offset)))
 
 
 def guided_scores(
