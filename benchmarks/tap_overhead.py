@@ -14,7 +14,9 @@ allocates and frees gigabytes of attention at 2880 image tokens):
   * peak memory: on GPU ``torch.cuda.max_memory_allocated`` per mode in the same process; on CPU one
     extra process per mode reports its peak RSS (glibc told to mmap blocks >= 64 KiB, so RSS tracks live
     tensors) and the peak above the RSS before generation ("work").
-Ratios are against plain ``generate()`` in the same run.
+Ratios are against plain ``generate()`` in the same run, at the same batch size. ``--batch-sizes 1,16``
+times batches of same-length prompts (each sample its own text and images); ms/token is then the time
+of one decode step, which gives every sample of the batch its next token.
 
 Modes: plain (sdpa ``generate``), loop (seesay's decode loop, no tap), tap (loop + tap recording every
 layer's last-row attention per head), eager (``generate(output_attentions=True)`` with eager attention),
@@ -99,14 +101,16 @@ def build_model(args):
     return model
 
 
-def make_inputs(model, n_image_tokens: int, args):
+def make_inputs(model, n_image_tokens: int, args, batch: int = 1):
+    """``batch`` prompts of the same length (no padding): BOS, the image tokens, random text; each
+    sample its own text and images."""
     import torch
 
-    n_images = n_image_tokens // 576
+    n_images, b = n_image_tokens // 576, batch
     g = torch.Generator().manual_seed(1)
-    text = torch.randint(10, args.vocab, (1, args.text_tokens), generator=g)
-    ids = torch.cat([torch.tensor([[1]]), torch.full((1, n_images * 576), 3), text], dim=1)
-    pixel_values = torch.randn(n_images, 3, 336, 336, generator=g).to(model.dtype)
+    text = torch.randint(10, args.vocab, (b, args.text_tokens), generator=g)
+    ids = torch.cat([torch.ones(b, 1, dtype=torch.long), torch.full((b, n_images * 576), 3), text], dim=1)
+    pixel_values = torch.randn(b * n_images, 3, 336, 336, generator=g).to(model.dtype)
     return {
         "input_ids": ids.to(args.device),
         "attention_mask": torch.ones_like(ids).to(args.device),
@@ -158,7 +162,8 @@ def mode_runners(model, inputs) -> dict[str, Callable]:
         return out.forward_passes
 
     loaded = LoadedModel(model, None, adapter)
-    batch = PreparedBatch(inputs=inputs, prompts=[""], images=[[]])
+    b = inputs["input_ids"].shape[0]
+    batch = PreparedBatch(inputs=inputs, prompts=[""] * b, images=[[] for _ in range(b)])
 
     def method(name: str, **options) -> Callable:
         runner = get_method(name, **options)
@@ -220,7 +225,7 @@ def child_timing(args) -> dict:
 
     torch.set_num_threads(args.threads)
     model = build_model(args)
-    inputs = make_inputs(model, args.image_tokens, args)
+    inputs = make_inputs(model, args.image_tokens, args, args.batch)
     runners = mode_runners(model, inputs)
     modes = args.modes.split(",")
     stamps: list[float] = []
@@ -278,7 +283,7 @@ def child_memory(args) -> dict:
 
     torch.set_num_threads(args.threads)
     model = build_model(args)
-    inputs = make_inputs(model, args.image_tokens, args)
+    inputs = make_inputs(model, args.image_tokens, args, args.batch)
     runner = mode_runners(model, inputs)[args.memory_mode]
     with open("/proc/self/statm") as f:
         before = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -292,6 +297,7 @@ def _child(args, extra: list[str]) -> dict:
     cmd = [sys.executable, __file__]
     for k in SHARED_ARGS:
         cmd += [f"--{k.replace('_', '-')}", str(getattr(args, k))]
+    extra = [str(x) for x in extra]
     env = {**os.environ, "PYTHONWARNINGS": "ignore", **(MEMORY_ENV if "--memory-mode" in extra else {})}
     proc = subprocess.run(cmd + extra, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
@@ -313,9 +319,15 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--image-token-counts", default="576,2880")
+    ap.add_argument(
+        "--batch-sizes",
+        default="1",
+        help="comma-separated prompts per batch, e.g. 1,16 (same-length prompts)",
+    )
     ap.add_argument("--modes", default="plain,loop,tap,eager,dualpd,dola,vcd,pai,m3id,icd,deco,var")
     ap.add_argument("--json-out", help="also write all measurements as JSON here")
     ap.add_argument("--image-tokens", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--memory-mode", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.image_tokens is not None:
@@ -324,34 +336,42 @@ def main() -> None:
 
     modes = args.modes.split(",")
     results = {}
-    for n_img in [int(x) for x in args.image_token_counts.split(",")]:
-        res = _child(args, ["--image-tokens", str(n_img)])
-        if args.device.startswith("cuda"):
-            res["memory"] = {
-                m: {"peak": res["cuda_peak"][m], "work": res["cuda_peak"][m + ":work"]} for m in modes
+    batch_sizes = [int(x) for x in args.batch_sizes.split(",")]
+    for batch in batch_sizes:
+        for n_img in [int(x) for x in args.image_token_counts.split(",")]:
+            child = ["--image-tokens", n_img, "--batch", batch]
+            res = _child(args, child)
+            if args.device.startswith("cuda"):
+                res["memory"] = {
+                    m: {"peak": res["cuda_peak"][m], "work": res["cuda_peak"][m + ":work"]} for m in modes
+                }
+            else:
+                res["memory"] = {m: _child(args, [*child, "--memory-mode", m]) for m in modes}
+            results[f"{n_img}" if batch == 1 else f"{n_img}x{batch}"] = {
+                **res,
+                "batch": batch,
+                "image_tokens": n_img,
             }
-        else:
-            res["memory"] = {
-                m: _child(args, ["--image-tokens", str(n_img), "--memory-mode", m]) for m in modes
-            }
-        results[n_img] = res
-        print(f"  done: {n_img} image tokens", file=sys.stderr, flush=True)
+            print(f"  done: {n_img} image tokens, batch {batch}", file=sys.stderr, flush=True)
 
     print(
         f"\nrandom-weight LLaVA: hidden {args.hidden}, {args.layers} layers, {args.heads} heads, "
         f"{args.dtype} on {args.device}; {args.new_tokens} new tokens, "
         f"median and best of {args.repeats} rounds"
     )
+    show_batch = batch_sizes != [1]
     print(
-        f"{'image tokens':>12} {'mode':>7} {'ms/token':>9} {'x plain':>8} {'best ms':>8} {'x plain':>8} "
+        (f"{'batch':>5} " if show_batch else "")
+        + f"{'image tokens':>12} {'mode':>7} {'ms/token':>9} {'x plain':>8} {'best ms':>8} {'x plain':>8} "
         f"{'passes/tok':>10} {'peak MiB':>9} {'x plain':>8} {'work MiB':>9} {'x plain':>8}"
     )
-    for n_img, res in results.items():
+    for res in results.values():
         t, best, mem = res["per_token_s"], res["per_token_best_s"], res["memory"]
         for m in modes:
             work_ratio = mem[m]["work"] / mem["plain"]["work"] if mem["plain"]["work"] else float("nan")
             print(
-                f"{n_img:>12} {m:>7} {t[m] * 1e3:>9.2f} {t[m] / t['plain']:>8.2f} "
+                (f"{res['batch']:>5} " if show_batch else "")
+                + f"{res['image_tokens']:>12} {m:>7} {t[m] * 1e3:>9.2f} {t[m] / t['plain']:>8.2f} "
                 f"{best[m] * 1e3:>8.2f} {best[m] / best['plain']:>8.2f} "
                 f"{res['passes_per_token'][m]:>10.2f} {mem[m]['peak'] / 2**20:>9.0f} "
                 f"{mem[m]['peak'] / mem['plain']['peak']:>8.2f} {mem[m]['work'] / 2**20:>9.0f} "

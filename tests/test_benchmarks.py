@@ -1,0 +1,43 @@
+"""benchmarks/tap_overhead.py's batched inputs and one timing child, in process on a tiny model."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+tap_overhead = pytest.importorskip("tap_overhead")
+
+
+def _args(**kw) -> argparse.Namespace:
+    base = dict(
+        device="cpu", dtype="float32", hidden=64, layers=4, heads=8, kv_heads=0, vocab=1000,
+        text_tokens=6, new_tokens=2, repeats=2, threads=torch.get_num_threads(),
+        modes="plain,loop,dualpd,vcd", image_tokens=576, batch=3, memory_mode=None,
+    )  # fmt: skip
+    return argparse.Namespace(**{**base, **kw})  # threads: the child sets them for the whole process
+
+
+def test_batched_inputs_are_same_length_prompts_with_their_own_text_and_images():
+    args = _args()
+    model = tap_overhead.build_model(args)
+    inputs = tap_overhead.make_inputs(model, 1152, args, batch=3)
+    ids = inputs["input_ids"]
+    assert ids.shape == (3, 1 + 1152 + 6) and bool(inputs["attention_mask"].all())
+    assert inputs["pixel_values"].shape[0] == 3 * 2  # two images per sample
+    assert bool((ids[:, 1:1153] == 3).all())
+    assert not bool((ids[0, 1153:] == ids[1, 1153:]).all())  # each sample its own text
+    one = tap_overhead.make_inputs(model, 1152, args)
+    assert one["input_ids"].shape[0] == 1
+
+
+def test_a_timing_child_runs_every_mode_on_a_batch():
+    res = tap_overhead.child_timing(_args())
+    assert set(res["per_token_s"]) == {"plain", "loop", "dualpd", "vcd"}
+    assert all(len(v) == 2 for v in res["per_token_all"].values())
+    assert res["passes_per_token"]["vcd"] == 2.0 and res["passes_per_token"]["dualpd"] == 1.0
+    assert res["seq_len"] == 1 + 576 + 6
