@@ -43,6 +43,7 @@ from collections.abc import Callable
 # Memory children only: glibc keeps freed blocks in its arenas, so peak RSS depends on allocation order;
 # serving blocks >= 64 KiB with mmap makes it track live tensors (it also slows allocation: no timing there).
 MEMORY_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_ARENA_MAX": "1"}
+MODES = ("plain", "loop", "tap", "eager", "dualpd", "dola", "vcd", "pai", "m3id", "icd", "deco", "var")
 SHARED_ARGS = (
     "device",
     "dtype",
@@ -324,7 +325,7 @@ def main() -> None:
         default="1",
         help="comma-separated prompts per batch, e.g. 1,16 (same-length prompts)",
     )
-    ap.add_argument("--modes", default="plain,loop,tap,eager,dualpd,dola,vcd,pai,m3id,icd,deco,var")
+    ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--json-out", help="also write all measurements as JSON here")
     ap.add_argument("--image-tokens", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
@@ -335,19 +336,27 @@ def main() -> None:
         return
 
     modes = args.modes.split(",")
+    if any(m not in MODES for m in modes) or "plain" not in modes:
+        ap.error(f"--modes must include plain and name only {', '.join(MODES)}; got {args.modes}")
     results = {}
     batch_sizes = [int(x) for x in args.batch_sizes.split(",")]
     for batch in batch_sizes:
         for n_img in [int(x) for x in args.image_token_counts.split(",")]:
             child = ["--image-tokens", n_img, "--batch", batch]
-            res = _child(args, child)
+            key = f"{n_img}" if batch == 1 else f"{n_img}x{batch}"
+            try:
+                res = _child(args, child)
+            except SystemExit as err:  # e.g. out of memory at this size: keep the other sizes' results
+                print(f"  {n_img} image tokens, batch {batch}: {err}", file=sys.stderr, flush=True)
+                results[key] = {"failed": str(err)[-3000:], "batch": batch, "image_tokens": n_img}
+                continue
             if args.device.startswith("cuda"):
                 res["memory"] = {
                     m: {"peak": res["cuda_peak"][m], "work": res["cuda_peak"][m + ":work"]} for m in modes
                 }
             else:
                 res["memory"] = {m: _child(args, [*child, "--memory-mode", m]) for m in modes}
-            results[f"{n_img}" if batch == 1 else f"{n_img}x{batch}"] = {
+            results[key] = {
                 **res,
                 "batch": batch,
                 "image_tokens": n_img,
@@ -366,6 +375,9 @@ def main() -> None:
         f"{'passes/tok':>10} {'peak MiB':>9} {'x plain':>8} {'work MiB':>9} {'x plain':>8}"
     )
     for res in results.values():
+        if "failed" in res:
+            print((f"{res['batch']:>5} " if show_batch else "") + f"{res['image_tokens']:>12}  failed")
+            continue
         t, best, mem = res["per_token_s"], res["per_token_best_s"], res["memory"]
         for m in modes:
             work_ratio = mem[m]["work"] / mem["plain"]["work"] if mem["plain"]["work"] else float("nan")
@@ -379,7 +391,8 @@ def main() -> None:
             )
     if args.json_out:
         with open(args.json_out, "w") as f:
-            json.dump({"args": vars(args), "results": results}, f, indent=1)
+            shown = {k: v for k, v in vars(args).items() if k not in ("image_tokens", "batch", "memory_mode")}
+            json.dump({"args": shown, "results": results}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ the prompt with and without its image, the formula written out), the gate by han
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -148,13 +149,24 @@ def test_m3id_config_and_cli(tmp_path, capsys):
 
 def test_an_overflowing_weight_is_refused_before_decoding(loaded, batch3, monkeypatch):
     """exp(lam t) - 1 beyond float32 turns the scores into inf and nan: refused with one line before
-    the first forward pass, at the step count that would overflow, not midway through decoding."""
+    the first forward pass (``Method.check_settings``), with a lam and a token count that pass."""
     calls = []
-    monkeypatch.setattr(loaded.model, "forward", lambda *a, **k: calls.append(1))
-    with pytest.raises(ConfigError, match=r"overflows float32 by step t = 5 .*lam <= 17\.7"):
+    monkeypatch.setattr(loaded.adapter.base_model, "forward", lambda *a, **k: calls.append(1))
+    with pytest.raises(ConfigError, match=r"max_new_tokens = 5 .*lam <= 17\.7445 or max_new_tokens <= 4$"):
         M3ID(M3IDConfig(lam=20.0)).generate(loaded, batch3, SETTINGS)
     assert calls == []  # nothing ran
+    M3ID(M3IDConfig(lam=17.7445)).check_settings(SETTINGS)  # the quoted bound itself passes
+    for t in (7, 512, 4096):  # the quoted bound is rounded down, so it passes at every step count
+        settings = GenerationSettings(max_new_tokens=t)
+        bound = float(re.search(r"lam <= ([0-9.]+)", _refusal(settings)).group(1))
+        M3ID(M3IDConfig(lam=bound)).check_settings(settings)
     logits = torch.zeros(1, 4)
     assert torch.isfinite(m3id_scores(logits, logits, 5, M3IDConfig(lam=17.7, threshold=1.0))).all()
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="at step t = 5"):
         m3id_scores(logits, logits, 5, M3IDConfig(lam=17.8))
+
+
+def _refusal(settings: GenerationSettings) -> str:
+    with pytest.raises(ConfigError) as err:
+        M3ID(M3IDConfig(lam=1000.0)).check_settings(settings)
+    return str(err.value)

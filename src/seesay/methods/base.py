@@ -67,6 +67,10 @@ class Method:
             raise ConfigError(f"method {cls.name!r}: invalid option value in {shown} ({err})") from None
         return cls(config)
 
+    def check_settings(self, settings: GenerationSettings) -> None:
+        """Refuse, with a ConfigError, generation settings this config cannot run (e.g. a knob that
+        overflows by the last new token); called before any forward pass. Default: everything runs."""
+
     def plan(self, loaded: LoadedModel, batch: PreparedBatch) -> EnginePlan:
         """What this method asks of the engine for ``batch``: its per-step hook, its tap, the hidden
         layers it reads (and, for two-phase methods, other inputs, passes already run, evidence)."""
@@ -93,6 +97,7 @@ class Method:
     ) -> DecodeOutput:
         """Run ``plan`` (from :meth:`plan`, or built by a method's own helper from work a caller already
         did, e.g. VEA's maps from attention rows it has) through the engine's decode loop."""
+        self.check_settings(settings)
         with contextlib.ExitStack() as stack:
             for context in plan.contexts:  # e.g. forward hooks whose readings the tap's edits use
                 stack.enter_context(context)

@@ -21,18 +21,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import torch
 
-from ..engine.decoding import Branch, DecodeOutput, GenerationSettings
+from ..engine.decoding import Branch, GenerationSettings
 from ..engine.loading import LoadedModel, PreparedBatch
 from ..engine.variants import text_only_for
 from ..errors import ConfigError
 from .base import BranchContrastStep, EnginePlan, Method, MethodConfig, register_method
-
-if TYPE_CHECKING:
-    from transformers import LogitsProcessorList
 
 TEXT_ONLY = "text_only"
 
@@ -66,13 +63,20 @@ class M3IDConfig(MethodConfig):
 _MAX_EXPONENT = math.log(torch.finfo(torch.float32).max)
 
 
+def _floor4(x: float) -> float:
+    """``x`` rounded down to 4 decimals (a bound quoted in a message must itself pass)."""
+    return math.floor(x * 1e4) / 1e4
+
+
 def _check_weight(lam: float, t: int) -> float:
-    """The weight exp(lam t) - 1 of step ``t``; a ConfigError when it overflows float32."""
+    """The weight exp(lam t) - 1 of step ``t``; a ConfigError when it overflows float32.
+
+    A finite weight is necessary, not sufficient: near the bound ``weight x (l_c - l_u)`` can itself
+    overflow for tokens whose log-probabilities differ by more than float32's headroom."""
     if lam * t > _MAX_EXPONENT:
         raise ConfigError(
-            f"m3id: the weight exp(lam x t) - 1 overflows float32 by step t = {t} "
-            f"(lam x t = {lam * t:g} > {_MAX_EXPONENT:.1f}); use lam <= {_MAX_EXPONENT / t:.4g} "
-            "or fewer new tokens"
+            f"m3id: the weight exp(lam x t) - 1 overflows float32 at step t = {t} "
+            f"(lam x t = {lam * t:g} > {_MAX_EXPONENT:.1f}); use lam <= {_floor4(_MAX_EXPONENT / t)}"
         )
     return math.expm1(lam * t)  # without dividing by gamma_t
 
@@ -108,17 +112,16 @@ class M3ID(Method):
     writes_trace: ClassVar[bool] = True
     config_class: ClassVar[type[MethodConfig]] = M3IDConfig
 
-    def generate(
-        self,
-        loaded: LoadedModel,
-        batch: PreparedBatch,
-        settings: GenerationSettings,
-        logits_processor: LogitsProcessorList | None = None,
-    ) -> DecodeOutput:
-        """As every method's, after checking that the weight stays finite up to the last new token
-        (a clear error before decoding, not at the step where it overflows)."""
-        _check_weight(self.config.lam, settings.max_new_tokens)  # type: ignore[attr-defined]
-        return super().generate(loaded, batch, settings, logits_processor)
+    def check_settings(self, settings: GenerationSettings) -> None:
+        """The weight must stay finite up to the last new token: refused before decoding, not at the
+        step where it overflows."""
+        lam, n = self.config.lam, settings.max_new_tokens  # type: ignore[attr-defined]
+        if lam * n > _MAX_EXPONENT:
+            raise ConfigError(
+                f"m3id: with max_new_tokens = {n} the weight exp(lam x t) - 1 overflows float32 "
+                f"(lam x {n} = {lam * n:g} > {_MAX_EXPONENT:.1f}); use lam <= {_floor4(_MAX_EXPONENT / n)} "
+                f"or max_new_tokens <= {math.floor(_MAX_EXPONENT / lam)}"
+            )
 
     def plan(self, loaded: LoadedModel, batch: PreparedBatch) -> EnginePlan:
         cfg: M3IDConfig = self.config  # type: ignore[assignment]
