@@ -234,6 +234,12 @@ def test_candidate_range_validated():
         DualPD(DualPDConfig(static_layer=5)).generate(loaded, batch, SETTINGS)
     with pytest.raises(ConfigError, match="no option"):
         get_method("dualpd", rhoo=0.1)
+    for side in ("later", "earlier"):  # a 2-layer model has no layer strictly between the ends
+        with pytest.raises(ConfigError, match="no candidate layer on a 2-layer model"):
+            DualPDConfig(pair_side=side).resolved(2)
+    assert DualPDConfig(static_layer=0).resolved(2)[0] == (0,)  # the way out the message names
+    with pytest.raises(ConfigError, match="candidate_layers must lie"):  # an empty list of the user's own
+        DualPDConfig(candidate_layers=()).resolved(4)
 
 
 def test_cli_dualpd_with_overrides_and_trace(tmp_path, capsys):

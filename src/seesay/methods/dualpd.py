@@ -136,6 +136,11 @@ class DualPDConfig(MethodConfig):
         low = 1 if self.pair_side == "later" else 0
         high = last - 1  # l_b is never the final layer itself
         bad = [c for c in candidates if not low <= c <= high]
+        if self.static_layer is None and self.candidate_layers is None and not candidates:
+            raise ConfigError(
+                f"dualpd has no candidate layer on a {num_layers}-layer model (the candidates lie strictly "
+                f"between the first and the final layer); use a deeper model or static_layer"
+            )
         if self.static_layer is None and (bad or not candidates):
             raise ConfigError(
                 f"dualpd candidate_layers must lie in {low} .. {high} for a {num_layers}-layer model "
