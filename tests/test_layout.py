@@ -83,7 +83,8 @@ def test_start_up_imports_only_what_it_uses():
 
     probe = (
         "import sys, seesay; a = {'torch' in sys.modules, 'transformers' in sys.modules}; "
-        "import seesay.cli; b = 'transformers' in sys.modules; print(a == {False}, not b)"
+        "import seesay.cli; b = {'transformers' in sys.modules, 'scipy' in sys.modules}; "
+        "print(a == {False}, b == {False})"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["True", "True"], done.stdout + done.stderr

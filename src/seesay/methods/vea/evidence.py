@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
-from scipy.ndimage import gaussian_filter
 
 from ...engine.adapters.base import ImageGrid, ImageLayout
 
@@ -101,6 +100,8 @@ def smooth(canvas: np.ndarray, sigma: float) -> np.ndarray:
         raise ValueError(f"sigma must be a finite number >= 0, got {sigma}")
     if sigma == 0:
         return canvas.astype(np.float64, copy=True)
+    from scipy.ndimage import gaussian_filter  # on first use: `seesay --help` does not load scipy
+
     return gaussian_filter(canvas.astype(np.float64), sigma=pixel_sigma(sigma, canvas.shape))
 
 
