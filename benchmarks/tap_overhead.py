@@ -356,11 +356,7 @@ def main() -> None:
                 }
             else:
                 res["memory"] = {m: _child(args, [*child, "--memory-mode", m]) for m in modes}
-            results[key] = {
-                **res,
-                "batch": batch,
-                "image_tokens": n_img,
-            }
+            results[key] = {**res, "batch": batch, "image_tokens": n_img}
             print(f"  done: {n_img} image tokens, batch {batch}", file=sys.stderr, flush=True)
 
     print(
@@ -375,15 +371,15 @@ def main() -> None:
         f"{'passes/tok':>10} {'peak MiB':>9} {'x plain':>8} {'work MiB':>9} {'x plain':>8}"
     )
     for res in results.values():
+        lead = (f"{res['batch']:>5} " if show_batch else "") + f"{res['image_tokens']:>12}"
         if "failed" in res:
-            print((f"{res['batch']:>5} " if show_batch else "") + f"{res['image_tokens']:>12}  failed")
+            print(f"{lead}  failed")
             continue
         t, best, mem = res["per_token_s"], res["per_token_best_s"], res["memory"]
         for m in modes:
             work_ratio = mem[m]["work"] / mem["plain"]["work"] if mem["plain"]["work"] else float("nan")
             print(
-                (f"{res['batch']:>5} " if show_batch else "")
-                + f"{res['image_tokens']:>12} {m:>7} {t[m] * 1e3:>9.2f} {t[m] / t['plain']:>8.2f} "
+                f"{lead} {m:>7} {t[m] * 1e3:>9.2f} {t[m] / t['plain']:>8.2f} "
                 f"{best[m] * 1e3:>8.2f} {best[m] / best['plain']:>8.2f} "
                 f"{res['passes_per_token'][m]:>10.2f} {mem[m]['peak'] / 2**20:>9.0f} "
                 f"{mem[m]['peak'] / mem['plain']['peak']:>8.2f} {mem[m]['work'] / 2**20:>9.0f} "

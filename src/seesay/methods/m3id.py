@@ -68,16 +68,25 @@ def _floor4(x: float) -> float:
     return math.floor(x * 1e4) / 1e4
 
 
-def _check_weight(lam: float, t: int) -> float:
-    """The weight exp(lam t) - 1 of step ``t``; a ConfigError when it overflows float32.
+def _overflow(lam: float, t: int) -> str | None:
+    """Why the weight exp(lam t) - 1 overflows float32 by step ``t`` (None: it does not), with the
+    largest lam that fits.
 
     A finite weight is necessary, not sufficient: near the bound ``weight x (l_c - l_u)`` can itself
     overflow for tokens whose log-probabilities differ by more than float32's headroom."""
-    if lam * t > _MAX_EXPONENT:
-        raise ConfigError(
-            f"m3id: the weight exp(lam x t) - 1 overflows float32 at step t = {t} "
-            f"(lam x t = {lam * t:g} > {_MAX_EXPONENT:.1f}); use lam <= {_floor4(_MAX_EXPONENT / t)}"
-        )
+    if lam * t <= _MAX_EXPONENT:
+        return None
+    return (
+        f"the weight exp(lam x t) - 1 overflows float32 (lam x {t} = {lam * t:g} > {_MAX_EXPONENT:.1f}); "
+        f"use lam <= {_floor4(_MAX_EXPONENT / t)}"
+    )
+
+
+def _check_weight(lam: float, t: int) -> float:
+    """The weight exp(lam t) - 1 of step ``t``; a ConfigError when it overflows float32."""
+    reason = _overflow(lam, t)
+    if reason is not None:
+        raise ConfigError(f"m3id: at step t = {t} {reason}")
     return math.expm1(lam * t)  # without dividing by gamma_t
 
 
@@ -116,12 +125,10 @@ class M3ID(Method):
         """The weight must stay finite up to the last new token: refused before decoding, not at the
         step where it overflows."""
         lam, n = self.config.lam, settings.max_new_tokens  # type: ignore[attr-defined]
-        if lam * n > _MAX_EXPONENT:
-            raise ConfigError(
-                f"m3id: with max_new_tokens = {n} the weight exp(lam x t) - 1 overflows float32 "
-                f"(lam x {n} = {lam * n:g} > {_MAX_EXPONENT:.1f}); use lam <= {_floor4(_MAX_EXPONENT / n)} "
-                f"or max_new_tokens <= {math.floor(_MAX_EXPONENT / lam)}"
-            )
+        reason = _overflow(lam, n)
+        if reason is not None:
+            limit = math.floor(_MAX_EXPONENT / lam)
+            raise ConfigError(f"m3id: with max_new_tokens = {n} {reason} or max_new_tokens <= {limit}")
 
     def plan(self, loaded: LoadedModel, batch: PreparedBatch) -> EnginePlan:
         cfg: M3IDConfig = self.config  # type: ignore[assignment]
