@@ -138,3 +138,54 @@ def test_which_branches_join_the_main_forward(loaded, batch3):
     assert not _mergeable(inputs, text_only(adapter, inputs, pad))
     smaller = {**inputs, "pixel_values": inputs["pixel_values"][..., :-1]}
     assert not _mergeable(inputs, smaller)
+
+
+def test_joined_prefill_equals_one_batch(loaded, batch3, monkeypatch):
+    """A merged branch (ICD's kind: a longer prompt, left padded) prefills after the batch, one member at
+    a time, and their KV caches are joined: every step's hidden states and tokens equal those of the
+    rows prefilled as one batch, on every family (Gemma3's sliding-window layers included)."""
+    import seesay.engine.decoding as decoding
+    from seesay.engine.variants import insert_before_question, with_prompts
+
+    longer = with_prompts(loaded, batch3, insert_before_question(batch3, "You may be wrong."))
+    branch = decoding.Branch("other", longer)
+
+    def run():
+        seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+        def hook(state: StepState) -> torch.Tensor:
+            seen.append((state.final_hidden.clone(), state.branches["other"].clone()))
+            return state.logits - 0.5 * loaded.adapter.logits_from_hidden(state.branches["other"]).float()
+
+        settings = GenerationSettings(max_new_tokens=5, eos_token_id=[])
+        out = decode(
+            loaded.model, batch3.inputs, adapter=loaded.adapter, settings=settings, hook=hook, branches=[branch]
+        )
+        return out, seen
+
+    joined, joined_seen = run()
+    steps = joined.new_tokens.shape[1]
+    assert joined.forward_calls == steps + 1 and joined.forward_passes == 2 * steps
+    monkeypatch.setattr(decoding, "join_caches", lambda caches: False)
+    one_batch, one_seen = run()
+    assert one_batch.forward_calls == steps + 2  # the members' prefills, then the rows again as one batch
+    assert torch.equal(joined.sequences, one_batch.sequences)
+    for (main_a, other_a), (main_b, other_b) in zip(joined_seen, one_seen, strict=True):
+        assert torch.allclose(main_a, main_b, atol=1e-5) and torch.allclose(other_a, other_b, atol=1e-5)
+
+
+def test_join_caches_refuses_what_it_does_not_know():
+    """Caches of other lengths, or not a DynamicCache: False, and the caches are left as they were."""
+    from transformers import DynamicCache
+
+    from seesay.engine.decoding import join_caches
+
+    a, b = DynamicCache(), DynamicCache()
+    a.update(torch.ones(1, 2, 3, 4), torch.ones(1, 2, 3, 4), 0)
+    b.update(torch.zeros(1, 2, 5, 4), torch.zeros(1, 2, 5, 4), 0)
+    assert not join_caches([a, b]) and a.layers[0].keys.shape == (1, 2, 3, 4)
+    assert not join_caches([a, object()])
+    c = DynamicCache()
+    c.update(torch.zeros(2, 2, 3, 4), torch.zeros(2, 2, 3, 4), 0)
+    assert join_caches([a, c]) and a.layers[0].keys.shape == (3, 2, 3, 4)
+    assert torch.equal(a.layers[0].keys[0], torch.ones(2, 3, 4)) and c.layers[0].keys is None

@@ -146,7 +146,8 @@ class DecodeOutput:
     """Result of :func:`decode`. ``sequences`` = prompt + new tokens.
 
     ``forward_passes`` counts passes of B rows (the main batch and each branch, per step);
-    ``forward_calls`` the model invocations that ran them (a merged branch adds rows, not a call).
+    ``forward_calls`` the model invocations that ran them (a merged branch adds rows to every decode
+    step's call, and one call at the prefill).
     ``trace`` has one entry per step whose hook returned one (a list with one dict per sample);
     ``evidence``, for methods that compute one, each sample's evidence (VEA: its maps).
     """
@@ -156,7 +157,7 @@ class DecodeOutput:
     forward_passes: int
     trace: list[list[dict[str, Any]]] = field(default_factory=list)
     evidence: list[Any] | None = None
-    forward_calls: int = 0  # model invocations: branches merged into the main batch share one
+    forward_calls: int = 0  # model invocations: merged branches share the decode steps' one
 
     @property
     def new_tokens(self) -> torch.Tensor:
@@ -200,7 +201,8 @@ class Branch:
     ``tapped``: whether an installed attention tap reads and edits this branch's passes too (default
     False: a method's tap edits are for the main pass). Branches whose tensors have the main inputs'
     shapes, with no tap and no hidden-state capture in the plan, run in the main forward as one
-    (k+1)B batch; the others as one forward each, before the main one.
+    (k+1)B batch (prefilled one after the other, their KV caches then joined); the others as one
+    forward each, before the main one.
     """
 
     name: str
@@ -210,43 +212,92 @@ class Branch:
 
 class _Group:
     """Rows advanced by one forward per step: the main batch (with any branches merged into it) or one
-    branch. Holds their inputs, attention mask, position state and KV cache."""
+    branch. Holds their inputs, attention mask, position state and KV cache.
+
+    A group of several members (the batch and merged branches) prefills one member at a time and joins
+    their KV caches (:func:`join_caches`) before the first decode step, so that the prefill holds one
+    member's activations at a time, not all of them; every later step is one forward of all the rows.
+    """
 
     def __init__(
         self, names: list[str], inputs: list[Mapping[str, torch.Tensor]], tapped: bool, pad_id: int = 0
     ):
         self.names = names
         self.tapped = tapped
-        if len(inputs) == 1:
-            merged = dict(inputs[0])
-        else:  # prompts of other lengths are left-padded to the longest (the batch guarantee holds)
-            width = max(x["input_ids"].shape[1] for x in inputs)
-            merged = {
-                k: torch.cat([_left_pad(x[k], x["input_ids"].shape, width, pad_id, k) for x in inputs], dim=0)
-                for k in inputs[0]
-            }
-        self.input_ids = merged.pop("input_ids")
-        mask = merged.pop("attention_mask", None)
-        self.attention_mask = torch.ones_like(self.input_ids) if mask is None else mask
-        self.extra_inputs = merged
+        # prompts of other lengths are left-padded to the longest (the batch guarantee holds)
+        width = max(x["input_ids"].shape[1] for x in inputs)
+        self.members: list[dict[str, torch.Tensor]] = []
+        for x in inputs:
+            member = {k: _left_pad(v, x["input_ids"].shape, width, pad_id, k) for k, v in x.items()}
+            if member.get("attention_mask") is None:
+                member["attention_mask"] = torch.ones_like(member["input_ids"])
+            self.members.append(member)
+        self.attention_mask = torch.cat([m["attention_mask"] for m in self.members], dim=0)
         self.position_state: dict[str, Any] = {}
         self.cache: Any = None
 
-    def step_inputs(self, adapter: ModelAdapter, step: int, tokens: torch.Tensor | None) -> dict[str, Any]:
-        """Step 0: the whole prompt; later: ``tokens`` [B] (repeated for each merged branch)."""
+    def length_at(self, step: int) -> int:
+        """The padded sequence length once ``step``'s tokens are in (what the tap maps key indices by)."""
+        return self.attention_mask.shape[1] + (step > 0)
+
+    def advance(
+        self, adapter: ModelAdapter, step: int, tokens: torch.Tensor | None
+    ) -> tuple[torch.Tensor, int]:
+        """One step: (the last position's hidden state of every row [kB, d], model calls run). Step 0
+        prefills the prompts; a later step feeds ``tokens`` [B] (repeated for each member)."""
         if step == 0:
-            full = {"input_ids": self.input_ids, "attention_mask": self.attention_mask, **self.extra_inputs}
-            return {**full, **adapter.position_inputs(full, self.position_state)}
+            return self._prefill(adapter)
         assert tokens is not None
-        rows = tokens.repeat(len(self.names))[:, None].to(self.input_ids.device)
+        rows = tokens.repeat(len(self.names))[:, None].to(self.attention_mask.device)
         self.attention_mask = torch.cat(
             [self.attention_mask, self.attention_mask.new_ones((self.attention_mask.shape[0], 1))], -1
         )
-        return {
+        inputs = {
             "input_ids": rows,
             "attention_mask": self.attention_mask,
             **adapter.next_position_inputs(self.attention_mask, self.position_state),
         }
+        out, self.cache = cached_forward(adapter, inputs, self.cache)
+        return out.last_hidden_state[:, -1], 1
+
+    def _prefill(self, adapter: ModelAdapter) -> tuple[torch.Tensor, int]:
+        if len(self.members) > 1:  # one member at a time, then one cache
+            lasts, caches, states = [], [], []
+            for member in self.members:
+                state: dict[str, Any] = {}
+                out, cache = cached_forward(
+                    adapter, {**member, **adapter.position_inputs(member, state)}, None
+                )
+                lasts.append(out.last_hidden_state[:, -1].clone())  # not a view that keeps [B, T, d]
+                caches.append(cache)
+                states.append(state)
+                del out
+            joined_state = _join_states(states)
+            if joined_state is not None and join_caches(caches):
+                self.cache, self.position_state = caches[0], joined_state
+                return torch.cat(lasts, dim=0), len(self.members)
+            del caches  # a cache type we cannot join: prefill the rows again, as one batch
+        full = {k: torch.cat([m[k] for m in self.members], dim=0) for k in self.members[0]}
+        self.position_state = {}
+        out, self.cache = cached_forward(
+            adapter, {**full, **adapter.position_inputs(full, self.position_state)}, None
+        )
+        return out.last_hidden_state[:, -1], (len(self.members) if len(self.members) > 1 else 0) + 1
+
+
+def _join_states(states: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Members' position states as one: per-row tensors concatenated, anything else equal in all (else
+    None)."""
+    joined: dict[str, Any] = {}
+    for key, value in states[0].items():
+        values = [s.get(key) for s in states]
+        if isinstance(value, torch.Tensor) and all(isinstance(v, torch.Tensor) for v in values):
+            joined[key] = torch.cat(values, dim=0)
+        elif all(v == value for v in values):
+            joined[key] = value
+        else:
+            return None
+    return joined
 
 
 def _per_token(tensor: torch.Tensor, ids_shape: torch.Size) -> bool:
@@ -288,6 +339,44 @@ def cached_forward(adapter: ModelAdapter, inputs: dict[str, Any], cache: Any) ->
     """
     out = adapter.base_model(**inputs, cache=cache, use_cache=True, return_dict=True)
     return out, out.cache
+
+
+def join_caches(caches: list[Any]) -> bool:
+    """Join the KV caches of row groups prefilled to one length into ``caches[0]`` (their rows in order).
+
+    Layer by layer, releasing the other caches' tensors as it goes, so the join holds at most one layer's
+    joined keys and values more than the caches themselves. Only ``DynamicCache`` of full and sliding-window
+    dynamic layers (every family seesay supports): for anything else it returns False and changes nothing
+    (the caller then prefills the rows as one batch). With :func:`cached_forward`, the one place that
+    knows the transformers cache API.
+    """
+    try:
+        from transformers.cache_utils import DynamicCache, DynamicLayer, DynamicSlidingWindowLayer
+    except ImportError:  # pragma: no cover - a transformers without these classes
+        return False
+    first = caches[0]
+    if any(type(c) is not DynamicCache or c.offloading or len(c.layers) != len(first.layers) for c in caches):
+        return False
+    for layers in zip(*(c.layers for c in caches), strict=True):
+        kind = type(layers[0])
+        if kind not in (DynamicLayer, DynamicSlidingWindowLayer) or any(type(x) is not kind for x in layers):
+            return False
+        if len({x.is_initialized for x in layers}) != 1:
+            return False
+        if (
+            layers[0].is_initialized
+            and len({(x.keys.shape[1:], x.keys.dtype, getattr(x, "cumulative_length", 0)) for x in layers})
+            != 1
+        ):
+            return False
+    for layers in zip(*(c.layers for c in caches), strict=True):
+        if not layers[0].is_initialized:
+            continue
+        layers[0].keys = torch.cat([x.keys for x in layers], dim=0)
+        layers[0].values = torch.cat([x.values for x in layers], dim=0)
+        for x in layers[1:]:
+            x.keys = x.values = None
+    return True
 
 
 def decode(
@@ -357,27 +446,24 @@ def decode(
         for step in range(settings.max_new_tokens):
             branch_hidden: dict[str, torch.Tensor] = {}
             for group in separate:  # before the main pass, so that its records and captures are the last
-                group_inputs = group.step_inputs(adapter, step, next_tokens)
                 if group.tapped and active_tap is not None:  # its own positions; its records not kept
                     active_tap.new_pass()
-                    active_tap.seq_len = group.attention_mask.shape[1]
+                    active_tap.seq_len = group.length_at(step)
                 with contextlib.nullcontext() if group.tapped else tap_paused():
-                    out, group.cache = cached_forward(adapter, group_inputs, group.cache)
+                    branch_last, ran = group.advance(adapter, step, next_tokens)
                 if group.tapped and active_tap is not None:
                     active_tap.records = {}
-                branch_hidden[group.names[0]] = out.last_hidden_state[:, -1]
+                branch_hidden[group.names[0]] = branch_last
                 passes += 1
-                calls += 1
-            step_inputs = main.step_inputs(adapter, step, next_tokens)
+                calls += ran
             if active_tap is not None:
                 active_tap.new_pass()
-                active_tap.seq_len = main.attention_mask.shape[1]
+                active_tap.seq_len = main.length_at(step)
             # The base model, then lm_head on the last position only (what the *ForConditionalGeneration
             # forward does with logits_to_keep=1), so that a hook can batch its own readouts with it.
-            out, main.cache = cached_forward(adapter, step_inputs, main.cache)
+            last, ran = main.advance(adapter, step, next_tokens)
             passes += len(main.names)
-            calls += 1
-            last = out.last_hidden_state[:, -1]
+            calls += ran
             for k, name in enumerate(main.names[1:], start=1):
                 branch_hidden[name] = last[k * batch_size : (k + 1) * batch_size]
             state = StepState(
