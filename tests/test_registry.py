@@ -4,7 +4,9 @@ the command line's method list and option keys come from the registry; hooks ret
 from __future__ import annotations
 
 import dataclasses
+import re
 
+import numpy as np
 import pytest
 
 from seesay.engine.adapters import ADAPTERS
@@ -163,7 +165,84 @@ def test_the_writing_a_method_example_runs():
      ("vicrop", {"general_prompt": 3}), ("pai", {"end_layer": "x"}), ("vcd", {"alpha": "x"})],
 )  # fmt: skip
 def test_option_values_of_the_wrong_type_are_one_config_error(method, options):
+    """The line names the option and the kind of value it takes (read from the config's annotations)."""
     from seesay.methods import get_method
 
-    with pytest.raises(ConfigError, match=f"method '{method}': invalid option value"):
+    (key,) = options
+    line = f"method '{method}': {key} must be .*, got {re.escape(repr(options[key]))}"
+    with pytest.raises(ConfigError, match=line):
         get_method(method, **options)
+
+
+def test_option_type_messages_and_what_passes():
+    from seesay.methods import get_method
+
+    with pytest.raises(ConfigError, match=r"^method 'dualpd': rho must be a number, got 'abc'$"):
+        get_method("dualpd", rho="abc")
+    with pytest.raises(ConfigError, match=r"static_layer must be an integer or none, got 1\.5"):
+        get_method("dualpd", static_layer=1.5)
+    with pytest.raises(ConfigError, match="alpha must be a number, got True"):
+        get_method("vcd", alpha=True)
+    with pytest.raises(ConfigError, match="contrast must be one of 'dola', 'logits'"):
+        get_method("dualpd", contrast="x")
+    # ints for floats, numpy numbers, lists for tuples, None where allowed
+    assert get_method("pai", alpha=1).config.alpha == 1
+    assert get_method("dualpd", static_layer=np.int64(2)).config.static_layer == 2
+    assert get_method("dola", layers=[1, 2]).config.layers is not None
+    assert get_method("vcd", noise_seed=None).config.noise_seed is None
+
+
+def test_a_type_the_check_does_not_read_is_left_to_the_config():
+    """An annotation the check cannot read (here a dict): the config's own error, still one line."""
+    from dataclasses import dataclass
+
+    from seesay.methods.base import Method, MethodConfig
+
+    @dataclass(frozen=True)
+    class OddConfig(MethodConfig):
+        table: dict | None = None
+
+        def __post_init__(self):
+            if self.table is not None and not isinstance(self.table, dict):
+                raise TypeError("table must be a mapping")
+
+    class Odd(Method):
+        name = "odd"
+        config_class = OddConfig
+
+    assert Odd.from_overrides(table={"a": 1}).config.table == {"a": 1}
+    line = r"method 'odd': invalid option value in table=3 \(table must be a mapping\)"
+    with pytest.raises(ConfigError, match=line):
+        Odd.from_overrides(table=3)
+
+
+def test_methods_that_read_image_tokens_refuse_a_prompt_without_them(monkeypatch):
+    """Through the Python API a batch can reach a method with no image tokens (here: the text-only
+    variant of a built batch). A method that reads them refuses in one line before any forward pass;
+    one that does not (base, DoLa, DeCo, ICD) decodes."""
+    import dataclasses
+
+    from seesay import NoImageTokensError
+    from seesay.engine.decoding import GenerationSettings
+    from seesay.engine.loading import build_inputs
+    from seesay.engine.variants import text_only_for
+    from seesay.methods import METHODS, get_method
+    from tests.conftest import QUESTIONS, images, loaded_tiny
+
+    loaded = loaded_tiny("llava")
+    batch = build_inputs(loaded, images(2), QUESTIONS[:2])
+    no_image = dataclasses.replace(batch, inputs=text_only_for(loaded, batch))
+    readers = sorted(name for name, cls in METHODS.items() if cls.reads_image_tokens)
+    assert {"dualpd", "vea", "vicrop", "pai", "var", "vcd", "m3id"} <= set(readers)
+    settings = GenerationSettings(max_new_tokens=2)
+    calls: list[int] = []
+    for name in sorted(METHODS):
+        if name in readers:
+            with monkeypatch.context() as patch:
+                patch.setattr(loaded.adapter.base_model, "forward", lambda *a, **k: calls.append(1))
+                line = rf"^{name} reads the prompt's image tokens: sample"
+                with pytest.raises(NoImageTokensError, match=line):
+                    get_method(name).generate(loaded, no_image, settings)
+            assert not calls, name
+        elif name in ("base", "dola", "deco", "icd"):
+            assert get_method(name).generate(loaded, no_image, settings).new_tokens.shape[0] == 2

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import numbers
+import os
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 
@@ -21,7 +25,7 @@ from ..engine.decoding import (
 )
 from ..engine.loading import LoadedModel, PreparedBatch
 from ..engine.tap import AttentionTap
-from ..errors import ConfigError
+from ..errors import ConfigError, NoImageTokensError
 from ..registry import Registry
 
 if TYPE_CHECKING:
@@ -39,6 +43,50 @@ class MethodConfig:
         return dataclasses.asdict(self)
 
 
+_KINDS = {float: "a number", int: "an integer", bool: "true or false", str: "text", type(None): "none"}
+
+
+def _matches(value: Any, hint: Any) -> bool | None:
+    """Whether ``value`` fits the annotation ``hint`` (None: a type this check does not read, e.g. an
+    array). Ints pass for floats, paths for text; bools only for bools; a list for a tuple (JSON has
+    no tuples)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        return value in args
+    if origin in (typing.Union, types.UnionType):
+        verdicts = [_matches(value, a) for a in args]
+        return True if any(verdicts) else (None if None in verdicts else False)
+    if origin in (tuple, list):
+        if not isinstance(value, tuple | list):
+            return False
+        element = args[0] if args and (origin is list or (len(args) == 2 and args[1] is Ellipsis)) else None
+        verdicts = [_matches(v, element) for v in value] if element is not None else [None]
+        return False if False in verdicts else (None if None in verdicts else True)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint in (int, float):  # numpy's numbers too
+        kind = numbers.Integral if hint is int else numbers.Real
+        return isinstance(value, kind) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str | os.PathLike)
+    if hint is type(None):
+        return value is None
+    return None
+
+
+def _describe(hint: Any) -> str:
+    """Words for an annotation: ``float | None`` -> "a number or none"."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if origin in (tuple, list):
+        inner = args[0] if args else None
+        return "a list" + (f" of {_describe(inner).removeprefix('a ').removeprefix('an ')}s" if inner else "")
+    return _KINDS.get(hint, getattr(hint, "__name__", str(hint)))
+
+
 class Method:
     """A decoding method: ``generate(loaded, batch, settings)`` -> :class:`DecodeOutput`. Registered by
     name with ``@register_method("name")`` (which sets :attr:`name`)."""
@@ -46,6 +94,9 @@ class Method:
     name: ClassVar[str] = "method"
     config_class: ClassVar[type[MethodConfig]] = MethodConfig
     writes_trace: ClassVar[bool] = False  # True: with ``trace`` set, DecodeOutput.trace has a row per step
+    # True: the method reads or edits what the prompt's image tokens carry (their attention, the image
+    # itself), so a sample without image tokens is refused before any pass, in one line.
+    reads_image_tokens: ClassVar[bool] = False
 
     def __init__(self, config: MethodConfig | None = None, trace: bool = False):
         self.config = config if config is not None else self.config_class()
@@ -58,6 +109,15 @@ class Method:
         if unknown:
             known = ", ".join(sorted(fields)) or "none"
             raise ConfigError(f"method {cls.name!r} has no option(s) {', '.join(unknown)}; options: {known}")
+        try:
+            hints = typing.get_type_hints(cls.config_class)
+        except Exception:  # an annotation we cannot resolve: leave the checks to the config
+            hints = {}
+        for key, value in overrides.items():
+            if key in hints and _matches(value, hints[key]) is False:
+                raise ConfigError(
+                    f"method {cls.name!r}: {key} must be {_describe(hints[key])}, got {value!r}"
+                )
         try:
             config = cls.config_class(**overrides)
         except ConfigError:
@@ -85,6 +145,11 @@ class Method:
     ) -> DecodeOutput:
         """The engine's decode loop with what :meth:`plan` declares (the one ``generate`` of every
         method)."""
+        if self.reads_image_tokens:
+            try:
+                loaded.adapter.check_image_tokens(batch.inputs["input_ids"])
+            except NoImageTokensError as err:
+                raise NoImageTokensError(f"{self.name} reads the prompt's image tokens: {err}") from None
         return self.execute(loaded, batch, self.plan(loaded, batch), settings, logits_processor)
 
     def execute(

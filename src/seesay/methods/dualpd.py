@@ -302,6 +302,7 @@ class DualPD(Method):
 
     writes_trace: ClassVar[bool] = True
     config_class: ClassVar[type[MethodConfig]] = DualPDConfig
+    reads_image_tokens = True
 
     def step_for(self, loaded: LoadedModel, batch: PreparedBatch) -> DualPDStep:
         image_keys = loaded.adapter.image_mask(batch.inputs["input_ids"])

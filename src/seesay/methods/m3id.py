@@ -120,6 +120,7 @@ class M3ID(Method):
 
     writes_trace: ClassVar[bool] = True
     config_class: ClassVar[type[MethodConfig]] = M3IDConfig
+    reads_image_tokens = True
 
     def check_settings(self, settings: GenerationSettings) -> None:
         """The weight must stay finite up to the last new token: refused before decoding, not at the

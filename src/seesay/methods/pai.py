@@ -114,6 +114,7 @@ class PAI(Method):
 
     writes_trace: ClassVar[bool] = True
     config_class: ClassVar[type[MethodConfig]] = PAIConfig
+    reads_image_tokens = True
 
     def plan(self, loaded: LoadedModel, batch: PreparedBatch) -> EnginePlan:
         cfg: PAIConfig = self.config  # type: ignore[assignment]

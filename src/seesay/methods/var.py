@@ -211,6 +211,7 @@ class VAR(Method):
     """VAR on the seesay engine (see the module docstring)."""
 
     config_class: ClassVar[type[MethodConfig]] = VARConfig
+    reads_image_tokens = True
 
     def plan(self, loaded: LoadedModel, batch: PreparedBatch) -> EnginePlan:
         cfg: VARConfig = self.config  # type: ignore[assignment]

@@ -146,6 +146,7 @@ class VCD(Method):
 
     writes_trace: ClassVar[bool] = True
     config_class: ClassVar[type[MethodConfig]] = VCDConfig
+    reads_image_tokens = True
 
     def plan(self, loaded: LoadedModel, batch: PreparedBatch) -> EnginePlan:
         if "pixel_values" not in batch.inputs:

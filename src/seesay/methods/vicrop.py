@@ -131,6 +131,7 @@ class ViCrop(Method):
     """ViCrop on the seesay engine (see the module docstring)."""
 
     config_class: ClassVar[type[MethodConfig]] = ViCropConfig
+    reads_image_tokens = True
 
     def relative_scores(self, loaded: LoadedModel, batch: PreparedBatch) -> list[np.ndarray]:
         """Per sample, r_i = a_i(question) / a_i(general) over its image's tokens (step 1)."""

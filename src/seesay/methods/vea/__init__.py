@@ -145,6 +145,7 @@ class VEA(Method):
 
     writes_trace: ClassVar[bool] = True
     config_class: ClassVar[type[MethodConfig]] = VEAConfig
+    reads_image_tokens = True
 
     def __init__(
         self, config: VEAConfig | None = None, trace: bool = False, delegate: LoadedModel | None = None
