@@ -159,7 +159,12 @@ def test_joined_prefill_equals_one_batch(loaded, batch3, monkeypatch):
 
         settings = GenerationSettings(max_new_tokens=5, eos_token_id=[])
         out = decode(
-            loaded.model, batch3.inputs, adapter=loaded.adapter, settings=settings, hook=hook, branches=[branch]
+            loaded.model,
+            batch3.inputs,
+            adapter=loaded.adapter,
+            settings=settings,
+            hook=hook,
+            branches=[branch],
         )
         return out, seen
 
@@ -168,7 +173,8 @@ def test_joined_prefill_equals_one_batch(loaded, batch3, monkeypatch):
     assert joined.forward_calls == steps + 1 and joined.forward_passes == 2 * steps
     monkeypatch.setattr(decoding, "join_caches", lambda caches: False)
     one_batch, one_seen = run()
-    assert one_batch.forward_calls == steps + 2  # the members' prefills, then the rows again as one batch
+    # the members' prefills, then the rows again as one batch (2B rows more)
+    assert one_batch.forward_calls == steps + 2 and one_batch.forward_passes == 2 * steps + 2
     assert torch.equal(joined.sequences, one_batch.sequences)
     for (main_a, other_a), (main_b, other_b) in zip(joined_seen, one_seen, strict=True):
         assert torch.allclose(main_a, main_b, atol=1e-5) and torch.allclose(other_a, other_b, atol=1e-5)

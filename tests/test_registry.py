@@ -190,6 +190,14 @@ def test_option_type_messages_and_what_passes():
     assert get_method("dualpd", static_layer=np.int64(2)).config.static_layer == 2
     assert get_method("dola", layers=[1, 2]).config.layers is not None
     assert get_method("vcd", noise_seed=None).config.noise_seed is None
+    assert get_method("vea", layers=range(1, 3)).config.layers == (1, 2)
+    assert get_method("dualpd", candidate_layers=np.array([1, 2])).config.candidate_layers == (1, 2)
+    assert get_method("vcd", alpha=np.float32(0.5)).config.alpha == 0.5
+    # the word none: None for a knob that takes None, the word for a knob whose words include it
+    assert get_method("pai", end_layer="none").config.end_layer is None
+    assert get_method("dualpd", contrast="none").config.contrast == "none"
+    with pytest.raises(ConfigError, match=r"sink_dims must be a list of integers or none, got \[1, 'a'\]"):
+        get_method("var", sink_dims=[1, "a"])
 
 
 def test_a_type_the_check_does_not_read_is_left_to_the_config():

@@ -242,9 +242,10 @@ class _Group:
 
     def advance(
         self, adapter: ModelAdapter, step: int, tokens: torch.Tensor | None
-    ) -> tuple[torch.Tensor, int]:
-        """One step: (the last position's hidden state of every row [kB, d], model calls run). Step 0
-        prefills the prompts; a later step feeds ``tokens`` [B] (repeated for each member)."""
+    ) -> tuple[torch.Tensor, int, int]:
+        """One step: (the last position's hidden state of every row [kB, d], model calls run, passes of B
+        rows run). Step 0 prefills the prompts; a later step feeds ``tokens`` [B] (repeated for each
+        member)."""
         if step == 0:
             return self._prefill(adapter)
         assert tokens is not None
@@ -258,12 +259,14 @@ class _Group:
             **adapter.next_position_inputs(self.attention_mask, self.position_state),
         }
         out, self.cache = cached_forward(adapter, inputs, self.cache)
-        return out.last_hidden_state[:, -1], 1
+        return out.last_hidden_state[:, -1], 1, len(self.names)
 
-    def _prefill(self, adapter: ModelAdapter) -> tuple[torch.Tensor, int]:
-        if len(self.members) > 1:  # one member at a time, then one cache
+    def _prefill(self, adapter: ModelAdapter) -> tuple[torch.Tensor, int, int]:
+        members, self.members = self.members, []  # the prompts are read once
+        k = len(members)
+        if k > 1:  # one member at a time, then one cache
             lasts, caches, states = [], [], []
-            for member in self.members:
+            for member in members:
                 state: dict[str, Any] = {}
                 out, cache = cached_forward(
                     adapter, {**member, **adapter.position_inputs(member, state)}, None
@@ -271,29 +274,33 @@ class _Group:
                 lasts.append(out.last_hidden_state[:, -1].clone())  # not a view that keeps [B, T, d]
                 caches.append(cache)
                 states.append(state)
-                del out
+                del out, cache
             joined_state = _join_states(states)
             if joined_state is not None and join_caches(caches):
                 self.cache, self.position_state = caches[0], joined_state
-                return torch.cat(lasts, dim=0), len(self.members)
-            del caches  # a cache type we cannot join: prefill the rows again, as one batch
-        full = {k: torch.cat([m[k] for m in self.members], dim=0) for k in self.members[0]}
+                return torch.cat(lasts, dim=0), k, k
+            del caches, lasts, states  # a cache we cannot join: prefill the rows again, as one batch
+            full = {name: torch.cat([m[name] for m in members], dim=0) for name in members[0]}
+        else:
+            full = members[0]
+        del members
         self.position_state = {}
         out, self.cache = cached_forward(
             adapter, {**full, **adapter.position_inputs(full, self.position_state)}, None
         )
-        return out.last_hidden_state[:, -1], (len(self.members) if len(self.members) > 1 else 0) + 1
+        last = out.last_hidden_state[:, -1].clone()  # not a view that keeps [kB, T, d] alive
+        return last, (k + 1 if k > 1 else 1), (2 * k if k > 1 else 1)
 
 
 def _join_states(states: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Members' position states as one: per-row tensors concatenated, anything else equal in all (else
-    None)."""
+    None: the caller then prefills the rows as one batch)."""
     joined: dict[str, Any] = {}
     for key, value in states[0].items():
         values = [s.get(key) for s in states]
-        if isinstance(value, torch.Tensor) and all(isinstance(v, torch.Tensor) for v in values):
+        if all(isinstance(v, torch.Tensor) and v.dim() >= 1 for v in values):
             joined[key] = torch.cat(values, dim=0)
-        elif all(v == value for v in values):
+        elif not any(isinstance(v, torch.Tensor) for v in values) and all(v == value for v in values):
             joined[key] = value
         else:
             return None
@@ -450,19 +457,19 @@ def decode(
                     active_tap.new_pass()
                     active_tap.seq_len = group.length_at(step)
                 with contextlib.nullcontext() if group.tapped else tap_paused():
-                    branch_last, ran = group.advance(adapter, step, next_tokens)
+                    branch_last, ran, rows_run = group.advance(adapter, step, next_tokens)
                 if group.tapped and active_tap is not None:
                     active_tap.records = {}
                 branch_hidden[group.names[0]] = branch_last
-                passes += 1
+                passes += rows_run
                 calls += ran
             if active_tap is not None:
                 active_tap.new_pass()
                 active_tap.seq_len = main.length_at(step)
             # The base model, then lm_head on the last position only (what the *ForConditionalGeneration
             # forward does with logits_to_keep=1), so that a hook can batch its own readouts with it.
-            last, ran = main.advance(adapter, step, next_tokens)
-            passes += len(main.names)
+            last, ran, rows_run = main.advance(adapter, step, next_tokens)
+            passes += rows_run
             calls += ran
             for k, name in enumerate(main.names[1:], start=1):
                 branch_hidden[name] = last[k * batch_size : (k + 1) * batch_size]

@@ -8,10 +8,11 @@ import numbers
 import os
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+import numpy as np
 import torch
 
 from ..engine.decoding import (
@@ -47,26 +48,34 @@ _KINDS = {float: "a number", int: "an integer", bool: "true or false", str: "tex
 
 
 def _matches(value: Any, hint: Any) -> bool | None:
-    """Whether ``value`` fits the annotation ``hint`` (None: a type this check does not read, e.g. an
-    array). Ints pass for floats, paths for text; bools only for bools; a list for a tuple (JSON has
-    no tuples)."""
+    """Whether ``value`` fits the annotation ``hint``: False only for a value of a plainly wrong kind
+    (text for a number, a number for text, a word not in a Literal); None for a type this check does not
+    read (an array, a dict), left to the config. Ints (and numpy numbers) pass for floats, paths for text,
+    any sequence (list, range, array) for a tuple; bools only for bools."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is Literal:
-        return value in args
+        return any(type(value) is type(a) and value == a for a in args)
     if origin in (typing.Union, types.UnionType):
         verdicts = [_matches(value, a) for a in args]
         return True if any(verdicts) else (None if None in verdicts else False)
     if origin in (tuple, list):
-        if not isinstance(value, tuple | list):
+        if isinstance(value, str | bytes | numbers.Number | bool) or value is None:
             return False
+        if not isinstance(value, Iterable):
+            return None
         element = args[0] if args and (origin is list or (len(args) == 2 and args[1] is Ellipsis)) else None
-        verdicts = [_matches(v, element) for v in value] if element is not None else [None]
-        return False if False in verdicts else (None if None in verdicts else True)
+        if element not in (int, float):
+            return None
+        items = list(value) if isinstance(value, list | tuple | range) else None
+        if items is None:  # an array, a set: the config converts it
+            return None
+        return all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in items)
     if hint is bool:
-        return isinstance(value, bool)
-    if hint in (int, float):  # numpy's numbers too
-        kind = numbers.Integral if hint is int else numbers.Real
-        return isinstance(value, kind) and not isinstance(value, bool)
+        return isinstance(value, bool | np.bool_)
+    if hint is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
+    if hint is float:
+        return isinstance(value, numbers.Number) and not isinstance(value, bool | np.bool_ | complex)
     if hint is str:
         return isinstance(value, str | os.PathLike)
     if hint is type(None):
@@ -113,11 +122,17 @@ class Method:
             hints = typing.get_type_hints(cls.config_class)
         except Exception:  # an annotation we cannot resolve: leave the checks to the config
             hints = {}
+        overrides = dict(overrides)
         for key, value in overrides.items():
-            if key in hints and _matches(value, hints[key]) is False:
-                raise ConfigError(
-                    f"method {cls.name!r}: {key} must be {_describe(hints[key])}, got {value!r}"
-                )
+            hint = hints.get(key)
+            if hint is None:
+                continue
+            # --set end_layer=none gives None; a knob whose words include "none" (contrast) keeps the word
+            word_none = isinstance(value, str) and value.lower() in ("none", "null")
+            if word_none and _matches(value, hint) is False and _matches(None, hint):
+                overrides[key] = value = None
+            if _matches(value, hint) is False:
+                raise ConfigError(f"method {cls.name!r}: {key} must be {_describe(hint)}, got {value!r}")
         try:
             config = cls.config_class(**overrides)
         except ConfigError:
