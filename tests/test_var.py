@@ -152,6 +152,44 @@ def test_var_equals_eager_attention_with_the_official_redistribution():
     assert (seen[0] - plain).abs().max().item() > 1e-4  # the redistribution did something
 
 
+def test_var_leaves_rows_before_the_text_after_the_image_to_sdpa():
+    """The tap's ``scale_from``: at the prefill VAR computes explicit scores only for rows from the first
+    text row after the image (a left-padded batch: the earliest sample's), and its output is bit for bit
+    that of editing every row (the rows before are never changed)."""
+    import dataclasses
+
+    loaded = loaded_tiny("llava")
+    batch = build_inputs(loaded, images(2), ["what is it ?", "what is the color of the big shape ?"])
+    dims = _dims(loaded, batch)
+    cfg = VARConfig(sink_dims=dims, tau=1.2, start_layer=1, summ=0.05, rho=0.9, p=0.2)
+    plan = VAR(cfg).plan(loaded, batch)
+    image = loaded.adapter.image_mask(batch.inputs["input_ids"])
+    last_image = torch.where(image, torch.arange(image.shape[1]), -1).max(dim=1).values
+    assert plan.tap.scale_from == int(last_image.min()) + 1 > 0
+    settings = GenerationSettings(max_new_tokens=4, eos_token_id=[])
+    results = []
+    for scale_from in (plan.tap.scale_from, 0):
+        plan = VAR(cfg).plan(loaded, batch)  # its own sink marks
+        tap = dataclasses.replace(plan.tap, scale_from=scale_from)
+        rows: list[int] = []
+        edit = tap.edits[0]
+
+        def counted(scores, _edit=edit, _rows=rows):
+            _rows.append(scores.scores.shape[2])
+            return _edit(scores)
+
+        tap = dataclasses.replace(tap, edits=(counted,))
+        seen: list[torch.Tensor] = []
+        with plan.contexts[0]:
+            out = decode(loaded.model, batch.inputs, adapter=loaded.adapter, settings=settings, tap=tap,
+                         hook=lambda s, _seen=seen: _seen.append(s.logits) or s.logits)  # fmt: skip
+        results.append((out.sequences, seen, sum(rows)))
+    (ours, ours_logits, ours_rows), (every, every_logits, every_rows) = results
+    assert torch.equal(ours, every)
+    assert all(torch.equal(a, b) for a, b in zip(ours_logits, every_logits, strict=True))
+    assert ours_rows < every_rows
+
+
 def test_var_sink_dims_and_config(tmp_path, capsys):
     from types import SimpleNamespace
 

@@ -130,6 +130,10 @@ class AttentionTap:
             it and the ``edits`` (scores of ``scale_chunk`` rows at a time: memory O(heads x chunk x keys),
             never O(T^2)); records stay the last row's.
         scale_chunk: rows per chunk for ``scale_rows="all"``.
+        scale_from: with ``scale_rows="all"``, the first absolute position whose row is scaled and
+            edited; earlier rows keep sdpa's output without explicit scores (an edit that only changes
+            later rows, e.g. VAR's text rows after the image, then costs O(heads x later rows x keys) at
+            the prefill, not O(heads x T x keys)).
         edits: score edits of the tapped rows, applied in order after ``head_scale`` (target
             ``"scores"``); each gets the layer's :class:`LayerScores` as the edits before it left them and
             returns a :class:`ScoreChange` or None (no change in this layer).
@@ -154,6 +158,7 @@ class AttentionTap:
     target: ScaleTarget = "scores"
     scale_rows: Literal["last", "all"] = "last"
     scale_chunk: int = 64
+    scale_from: int = 0
     edits: tuple[ScoreEdit, ...] = ()
     keep_history: bool = False
     exact: bool | None = None
@@ -172,6 +177,8 @@ class AttentionTap:
             raise ConfigError(f"AttentionTap.scale_rows must be 'last' or 'all', got {self.scale_rows!r}")
         if self.scale_chunk < 1:
             raise ConfigError(f"AttentionTap.scale_chunk must be >= 1, got {self.scale_chunk}")
+        if self.scale_from < 0:
+            raise ConfigError(f"AttentionTap.scale_from must be >= 0, got {self.scale_from}")
         self.edits = tuple(self.edits)
         if not all(callable(e) for e in self.edits):
             raise ConfigError("AttentionTap.edits must be callables LayerScores -> ScoreChange | None")
@@ -434,11 +441,12 @@ def _scale_earlier_rows(
     is_causal: bool,
     key_offset: int,
 ) -> torch.Tensor:
-    """``scale_rows="all"``: every row before the last (the last is done by the caller) gets its own
-    multipliers from ``tap.head_scale`` and its own score edits, ``tap.scale_chunk`` rows at a time
-    (memory O(heads x chunk x keys))."""
+    """``scale_rows="all"``: every row before the last (the last is done by the caller) from absolute
+    position ``tap.scale_from`` on gets its own multipliers from ``tap.head_scale`` and its own score
+    edits, ``tap.scale_chunk`` rows at a time (memory O(heads x chunk x keys))."""
     q_len, k_len = query.shape[2], key.shape[2]
-    for start in range(0, q_len - 1, tap.scale_chunk):
+    first = max(0, tap.scale_from - (key_offset + k_len - q_len))  # row index of position scale_from
+    for start in range(first, q_len - 1, tap.scale_chunk):
         rows = slice(start, min(start + tap.scale_chunk, q_len - 1))
         scores, allowed = _explicit_scores(query, key, rows, scale, attention_mask, is_causal)
         chunk = LayerScores(layer, scores, allowed, key_offset, key_offset + k_len - q_len + start)

@@ -226,5 +226,9 @@ class VAR(Method):
         positions = torch.arange(image.shape[1], device=image.device)
         after_image = torch.where(image, positions, -1).max(dim=1).values + 1
         edit = SinkRedistribution(cfg, marks, image, after_image)
-        tap = AttentionTap(layers=layers, record="none", edits=(edit,), scale_rows="all")
+        # rows before the first sample's first text row after its image never change: left to sdpa
+        first_row = int(after_image.min()) if after_image.numel() else 0
+        tap = AttentionTap(
+            layers=layers, record="none", edits=(edit,), scale_rows="all", scale_from=first_row
+        )
         return EnginePlan(tap=tap, contexts=(marks.hooked(loaded, layers),))
