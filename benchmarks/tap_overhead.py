@@ -10,6 +10,8 @@ allocates and frees gigabytes of attention at 2880 image tokens):
     round median and mean agree), reported as the median over rounds and the best (fastest) round:
     what the code costs when no other process interferes (timeit's advice on a noisy machine); the
     mean gaps are kept in the JSON;
+  * time to the first token: from the call to the first token's scores (the prefill, and a two-phase
+    method's passes before it), median over rounds;
   * forward passes per generated token;
   * peak memory: on GPU ``torch.cuda.max_memory_allocated`` per mode in the same process; on CPU one
     extra process per mode reports its peak RSS (glibc told to mmap blocks >= 64 KiB, so RSS tracks live
@@ -238,6 +240,7 @@ def child_timing(args) -> dict:
 
     procs = LogitsProcessorList([stamp])
     per_token: dict[str, list[float]] = {m: [] for m in modes}
+    first_token: dict[str, list[float]] = {m: [] for m in modes}
     mean_gap: dict[str, list[float]] = {m: [] for m in modes}
     after: dict[str, list[str | None]] = {m: [] for m in modes}  # the mode run just before, per round
     previous = None
@@ -259,7 +262,10 @@ def child_timing(args) -> dict:
             order = random.Random(round_).sample(modes, len(modes))  # no mode always follows the same one
             for mode in order:
                 stamps.clear()
+                _sync(args.device)
+                start = time.perf_counter()
                 passes[mode] = runners[mode](n, procs) / n
+                first_token[mode].append(stamps[0] - start)
                 gaps = [b - a for a, b in itertools.pairwise(stamps)]
                 per_token[mode].append(statistics.median(gaps))
                 mean_gap[mode].append(statistics.fmean(gaps))
@@ -269,6 +275,8 @@ def child_timing(args) -> dict:
         "per_token_s": {m: statistics.median(v) for m, v in per_token.items()},
         "per_token_best_s": {m: min(v) for m, v in per_token.items()},
         "per_token_all": per_token,
+        "first_token_s": {m: statistics.median(v) for m, v in first_token.items()},
+        "first_token_all": first_token,
         "mean_gap_all": mean_gap,
         "ran_after": after,
         "passes_per_token": passes,
@@ -368,6 +376,7 @@ def main() -> None:
     print(
         (f"{'batch':>5} " if show_batch else "")
         + f"{'image tokens':>12} {'mode':>7} {'ms/token':>9} {'x plain':>8} {'best ms':>8} {'x plain':>8} "
+        f"{'1st tok ms':>10} {'x plain':>8} "
         f"{'passes/tok':>10} {'peak MiB':>9} {'x plain':>8} {'work MiB':>9} {'x plain':>8}"
     )
     for res in results.values():
@@ -376,11 +385,13 @@ def main() -> None:
             print(f"{lead}  failed")
             continue
         t, best, mem = res["per_token_s"], res["per_token_best_s"], res["memory"]
+        first = res["first_token_s"]
         for m in modes:
             work_ratio = mem[m]["work"] / mem["plain"]["work"] if mem["plain"]["work"] else float("nan")
             print(
                 f"{lead} {m:>7} {t[m] * 1e3:>9.2f} {t[m] / t['plain']:>8.2f} "
                 f"{best[m] * 1e3:>8.2f} {best[m] / best['plain']:>8.2f} "
+                f"{first[m] * 1e3:>10.0f} {first[m] / first['plain']:>8.2f} "
                 f"{res['passes_per_token'][m]:>10.2f} {mem[m]['peak'] / 2**20:>9.0f} "
                 f"{mem[m]['peak'] / mem['plain']['peak']:>8.2f} {mem[m]['work'] / 2**20:>9.0f} "
                 f"{work_ratio:>8.2f}"

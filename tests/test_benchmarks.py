@@ -50,5 +50,8 @@ def test_a_timing_child_runs_every_mode_on_a_batch():
         res = tap_overhead.child_timing(_args())
     assert set(res["per_token_s"]) == {"plain", "loop", "dualpd", "vcd"}
     assert all(len(v) == 2 for v in res["per_token_all"].values())
+    # time to the first token: positive, and longer than one decode step (it holds the prefill)
+    assert set(res["first_token_s"]) == set(res["per_token_s"])
+    assert all(res["first_token_s"][m] > res["per_token_best_s"][m] > 0 for m in res["per_token_s"])
     assert res["passes_per_token"]["vcd"] == 2.0 and res["passes_per_token"]["dualpd"] == 1.0
     assert res["seq_len"] == 1 + 576 + 6
