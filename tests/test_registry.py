@@ -196,6 +196,8 @@ def test_option_type_messages_and_what_passes():
     # the word none: None for a knob that takes None, the word for a knob whose words include it
     assert get_method("pai", end_layer="none").config.end_layer is None
     assert get_method("dualpd", contrast="none").config.contrast == "none"
+    assert get_method("vea", profile="none").config.profile is None  # not a file called "none"
+    assert get_method("icd", prefix="none").config.prefix == "none"  # text that takes no None
     with pytest.raises(ConfigError, match=r"sink_dims must be a list of integers or none, got \[1, 'a'\]"):
         get_method("var", sink_dims=[1, "a"])
 

@@ -237,7 +237,8 @@ class _Group:
         self.cache: Any = None
 
     def length_at(self, step: int) -> int:
-        """The padded sequence length once ``step``'s tokens are in (what the tap maps key indices by)."""
+        """The padded sequence length once ``step``'s tokens are in (what the tap maps key indices by);
+        read before :meth:`advance` of that step, which grows the mask."""
         return self.attention_mask.shape[1] + (step > 0)
 
     def advance(
@@ -275,7 +276,7 @@ class _Group:
                 caches.append(cache)
                 states.append(state)
                 del out, cache
-            joined_state = _join_states(states)
+            joined_state = _join_states(states, [m["input_ids"].shape[0] for m in members])
             if joined_state is not None and join_caches(caches):
                 self.cache, self.position_state = caches[0], joined_state
                 return torch.cat(lasts, dim=0), k, k
@@ -292,13 +293,17 @@ class _Group:
         return last, (k + 1 if k > 1 else 1), (2 * k if k > 1 else 1)
 
 
-def _join_states(states: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Members' position states as one: per-row tensors concatenated, anything else equal in all (else
-    None: the caller then prefills the rows as one batch)."""
+def _join_states(states: list[dict[str, Any]], rows: list[int]) -> dict[str, Any] | None:
+    """Members' position states as one: per-row tensors (first dimension = the member's ``rows``, e.g.
+    ``rope_deltas`` [B, 1]) concatenated, anything else equal in all (else None: the caller then
+    prefills the rows as one batch)."""
     joined: dict[str, Any] = {}
     for key, value in states[0].items():
         values = [s.get(key) for s in states]
-        if all(isinstance(v, torch.Tensor) and v.dim() >= 1 for v in values):
+        if all(
+            isinstance(v, torch.Tensor) and v.dim() >= 1 and v.shape[0] == n
+            for v, n in zip(values, rows, strict=True)
+        ):
             joined[key] = torch.cat(values, dim=0)
         elif not any(isinstance(v, torch.Tensor) for v in values) and all(v == value for v in values):
             joined[key] = value
@@ -307,8 +312,8 @@ def _join_states(states: list[dict[str, Any]]) -> dict[str, Any] | None:
     return joined
 
 
-def _per_token(tensor: torch.Tensor, ids_shape: torch.Size) -> bool:
-    return tensor.dim() == 2 and tensor.shape == ids_shape
+def _per_token(tensor: Any, ids_shape: torch.Size) -> bool:
+    return isinstance(tensor, torch.Tensor) and tensor.dim() == 2 and tensor.shape == ids_shape
 
 
 def _left_pad(

@@ -131,9 +131,9 @@ class AttentionTap:
             never O(T^2)); records stay the last row's.
         scale_chunk: rows per chunk for ``scale_rows="all"``.
         scale_from: with ``scale_rows="all"``, the first absolute position whose row is scaled and
-            edited; earlier rows keep sdpa's output without explicit scores (an edit that only changes
-            later rows, e.g. VAR's text rows after the image, then costs O(heads x later rows x keys) at
-            the prefill, not O(heads x T x keys)).
+            edited (the last row is always tapped); earlier rows keep sdpa's output without explicit
+            scores (an edit that only changes later rows, e.g. VAR's text rows after the image, then
+            costs O(heads x later rows x keys) at the prefill, not O(heads x T x keys)).
         edits: score edits of the tapped rows, applied in order after ``head_scale`` (target
             ``"scores"``); each gets the layer's :class:`LayerScores` as the edits before it left them and
             returns a :class:`ScoreChange` or None (no change in this layer).

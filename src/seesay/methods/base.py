@@ -83,6 +83,14 @@ def _matches(value: Any, hint: Any) -> bool | None:
     return None
 
 
+def _is_word_of(value: str, hint: Any) -> bool:
+    """Whether ``value`` is one of the words a Literal in ``hint`` names."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        return value in args
+    return origin in (typing.Union, types.UnionType) and any(_is_word_of(value, a) for a in args)
+
+
 def _describe(hint: Any) -> str:
     """Words for an annotation: ``float | None`` -> "a number or none"."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
@@ -113,6 +121,10 @@ class Method:
 
     @classmethod
     def from_overrides(cls, **overrides: Any) -> Method:
+        """The method with its config's fields set from ``overrides`` (``--set KEY=VALUE``): unknown keys,
+        and values of the wrong kind for a field's annotation, are one ConfigError line; the word
+        ``none`` (or ``null``) is None for a field that takes None, unless it is one of the field's own
+        words (DualPD's ``contrast="none"``)."""
         fields = {f.name for f in dataclasses.fields(cls.config_class)}
         unknown = sorted(set(overrides) - fields)
         if unknown:
@@ -122,17 +134,17 @@ class Method:
             hints = typing.get_type_hints(cls.config_class)
         except Exception:  # an annotation we cannot resolve: leave the checks to the config
             hints = {}
-        overrides = dict(overrides)
+        checked: dict[str, Any] = {}
         for key, value in overrides.items():
             hint = hints.get(key)
-            if hint is None:
-                continue
-            # --set end_layer=none gives None; a knob whose words include "none" (contrast) keeps the word
-            word_none = isinstance(value, str) and value.lower() in ("none", "null")
-            if word_none and _matches(value, hint) is False and _matches(None, hint):
-                overrides[key] = value = None
-            if _matches(value, hint) is False:
-                raise ConfigError(f"method {cls.name!r}: {key} must be {_describe(hint)}, got {value!r}")
+            if hint is not None:
+                word_none = isinstance(value, str) and value.lower() in ("none", "null")
+                if word_none and _matches(None, hint) and not _is_word_of(value, hint):
+                    value = None
+                if _matches(value, hint) is False:
+                    raise ConfigError(f"method {cls.name!r}: {key} must be {_describe(hint)}, got {value!r}")
+            checked[key] = value
+        overrides = checked
         try:
             config = cls.config_class(**overrides)
         except ConfigError:
