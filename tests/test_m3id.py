@@ -155,6 +155,8 @@ def test_an_overflowing_weight_is_refused_before_decoding(loaded, batch3, monkey
     with pytest.raises(ConfigError, match=r"max_new_tokens = 5 .*lam <= 17\.7445 or max_new_tokens <= 4$"):
         M3ID(M3IDConfig(lam=20.0)).generate(loaded, batch3, SETTINGS)
     assert calls == []  # nothing ran
+    with pytest.raises(ConfigError, match=r"lam x 5 = 500 > 88\.7\); use lam <= 17\.7445$"):  # no "<= 0"
+        M3ID(M3IDConfig(lam=100.0)).check_settings(SETTINGS)
     M3ID(M3IDConfig(lam=17.7445)).check_settings(SETTINGS)  # the quoted bound itself passes
     for t in (7, 512, 4096):  # the quoted bound is rounded down, so it passes at every step count
         settings = GenerationSettings(max_new_tokens=t)

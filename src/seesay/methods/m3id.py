@@ -128,8 +128,9 @@ class M3ID(Method):
         lam, n = self.config.lam, settings.max_new_tokens  # type: ignore[attr-defined]
         reason = _overflow(lam, n)
         if reason is not None:
-            limit = math.floor(_MAX_EXPONENT / lam)
-            raise ConfigError(f"m3id: with max_new_tokens = {n} {reason} or max_new_tokens <= {limit}")
+            limit = math.floor(_MAX_EXPONENT / lam)  # 0 when even one token overflows: not worth quoting
+            fewer = f" or max_new_tokens <= {limit}" if limit >= 1 else ""
+            raise ConfigError(f"m3id: with max_new_tokens = {n} {reason}{fewer}")
 
     def plan(self, loaded: LoadedModel, batch: PreparedBatch) -> EnginePlan:
         cfg: M3IDConfig = self.config  # type: ignore[assignment]
