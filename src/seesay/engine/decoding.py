@@ -264,33 +264,30 @@ class _Group:
 
     def _prefill(self, adapter: ModelAdapter) -> tuple[torch.Tensor, int, int]:
         members, self.members = self.members, []  # the prompts are read once
-        k = len(members)
-        if k > 1:  # one member at a time, then one cache
-            lasts, caches, states = [], [], []
-            for member in members:
-                state: dict[str, Any] = {}
-                out, cache = cached_forward(
-                    adapter, {**member, **adapter.position_inputs(member, state)}, None
-                )
-                lasts.append(out.last_hidden_state[:, -1].clone())  # not a view that keeps [B, T, d]
-                caches.append(cache)
-                states.append(state)
-                del out, cache
-            joined_state = _join_states(states, [m["input_ids"].shape[0] for m in members])
-            if joined_state is not None and join_caches(caches):
-                self.cache, self.position_state = caches[0], joined_state
-                return torch.cat(lasts, dim=0), k, k
-            del caches, lasts, states  # a cache we cannot join: prefill the rows again, as one batch
-            full = {name: torch.cat([m[name] for m in members], dim=0) for name in members[0]}
-        else:
-            full = members[0]
+        if len(members) == 1:
+            last, self.cache, self.position_state = _prefill_rows(adapter, members[0])
+            return last, 1, 1
+        k = len(members)  # one member at a time, then one cache
+        lasts, caches, states = map(list, zip(*(_prefill_rows(adapter, m) for m in members), strict=True))
+        joined_state = _join_states(states, [m["input_ids"].shape[0] for m in members])
+        if joined_state is not None and join_caches(caches):
+            self.cache, self.position_state = caches[0], joined_state
+            return torch.cat(lasts, dim=0), k, k
+        del caches, lasts, states  # a cache we cannot join: prefill the rows again, as one batch
+        full = {name: torch.cat([m[name] for m in members], dim=0) for name in members[0]}
         del members
-        self.position_state = {}
-        out, self.cache = cached_forward(
-            adapter, {**full, **adapter.position_inputs(full, self.position_state)}, None
-        )
-        last = out.last_hidden_state[:, -1].clone()  # not a view that keeps [kB, T, d] alive
-        return last, (k + 1 if k > 1 else 1), (2 * k if k > 1 else 1)
+        last, self.cache, self.position_state = _prefill_rows(adapter, full)
+        return last, k + 1, 2 * k
+
+
+def _prefill_rows(
+    adapter: ModelAdapter, inputs: Mapping[str, torch.Tensor]
+) -> tuple[torch.Tensor, Any, dict[str, Any]]:
+    """One prefill pass of ``inputs``: (the last position's hidden state [B, d], a copy rather than a
+    view that keeps [B, T, d] alive; the KV cache; the adapter's position state)."""
+    state: dict[str, Any] = {}
+    out, cache = cached_forward(adapter, {**inputs, **adapter.position_inputs(dict(inputs), state)}, None)
+    return out.last_hidden_state[:, -1].clone(), cache, state
 
 
 def _join_states(states: list[dict[str, Any]], rows: list[int]) -> dict[str, Any] | None:
