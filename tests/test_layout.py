@@ -75,22 +75,41 @@ def test_engine_does_not_import_the_test_kit():
     assert all(m.startswith("seesay.testing") for m in users), users
 
 
-def test_start_up_imports_only_what_it_uses():
-    """`import seesay` imports neither torch nor transformers; the CLI (`seesay --help`) imports no
-    transformers (the tap's attention code, the logits processors, the processors load on first use)."""
+def test_start_up_imports_only_what_it_uses(tmp_path):
+    """`import seesay` and `seesay --help` import neither torch nor transformers (the registries that name
+    methods and families in a command's option help load only when that help is shown); `seesay ask`
+    imports the engine and the methods, not evaluation, the demo or the report."""
     import subprocess
     import sys
 
+    from PIL import Image
+
     probe = (
         "import sys, seesay; a = {'torch' in sys.modules, 'transformers' in sys.modules}; "
-        "import seesay.cli; b = {'transformers' in sys.modules, 'scipy' in sys.modules}; "
+        "import seesay.cli; b = {m in sys.modules for m in ('torch', 'transformers', 'scipy')}; "
         "print(a == {False}, b == {False})"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["True", "True"], done.stdout + done.stderr
-    code = "import sys; from seesay.cli import main; main(['--help']); print('transformers' in sys.modules)"
+    code = (
+        "import sys; from seesay.cli import main; main(['--help']); "
+        "print('torch' in sys.modules, 'transformers' in sys.modules)"
+    )
     help_run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert help_run.stdout.strip().endswith("False")
+    assert help_run.stdout.split()[-2:] == ["False", "False"], help_run.stdout[-300:]
+    assert "ask" in help_run.stdout and "eval" in help_run.stdout
+    image = tmp_path / "x.png"
+    Image.new("RGB", (32, 32)).save(image)
+    argv = ["ask", "-m", "tiny-random:llava", "-i", str(image), "-q", "Q?", "--max-new-tokens", "1"]
+    ask = (
+        f"import sys; from seesay.cli import main; main({argv!r}); "
+        "print(sorted({'.'.join(m.split('.')[:2]) for m in sys.modules if m.startswith('seesay.')}))"
+    )
+    ask_run = subprocess.run([sys.executable, "-c", ask], capture_output=True, text=True, check=True)
+    loaded = ask_run.stdout.strip().splitlines()[-1]
+    assert "seesay.engine" in loaded and "seesay.methods" in loaded
+    unused = ("eval", "demo", "report", "integrations")
+    assert not any(f"'seesay.{layer}'" in loaded for layer in unused), loaded
 
 
 LAYERS = ("engine", "methods", "eval", "demo")  # each may import the ones before it, never those after

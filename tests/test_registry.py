@@ -71,12 +71,16 @@ def test_methods_tasks_and_adapters_share_it():
 def test_cli_help_comes_from_the_registry():
     from seesay import cli
 
+    method_help, keys_help = cli.registry_help(cli.METHOD_HELP), cli.registry_help(cli.KEYS_HELP)
+    assert "{" not in method_help + keys_help  # every slot filled
     for name, cls in METHODS.items():
-        assert name in cli.METHOD_HELP
+        assert name in method_help
         fields = [f.name for f in dataclasses.fields(cls.config_class)]
-        assert f"{name} ({', '.join(fields)})" in cli.KEYS_HELP or (
-            not fields and f"{name} (no options)" in cli.KEYS_HELP
+        assert f"{name} ({', '.join(fields)})" in keys_help or (
+            not fields and f"{name} (no options)" in keys_help
         )
+    families = cli.registry_help(cli.MODEL_HELP)
+    assert all(a.family in families for a in ADAPTERS) and "{" not in families
 
 
 def test_hooks_return_a_step_result():

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperCommand
 
 from .errors import ConfigError, SeesayError
 
@@ -38,25 +39,44 @@ def _method_keys() -> dict[str, list[str]]:
     return {name: [f.name for f in dataclasses.fields(cls.config_class)] for name, cls in METHODS.items()}
 
 
-def _methods_help() -> str:
-    keys = _method_keys()
-    return "; ".join(f"{name} ({', '.join(k) if k else 'no options'})" for name, k in keys.items())
-
-
-def _model_help() -> str:
+def _families() -> list[str]:
     from .engine.adapters import ADAPTERS
 
-    families = [a.family for a in ADAPTERS]  # the test kit builds one tiny model per supported family
-    return (
-        "Model path or hub id (default: the bundled demo model); tiny-random:FAMILY builds a random "
-        f"tiny model offline, FAMILY one of {', '.join(families)}."
-    )
+    return [a.family for a in ADAPTERS]  # the test kit builds one tiny model per supported family
 
 
-METHOD_HELP = "Method: " + ", ".join(_method_keys()) + " (docs/methods/)."
-KEYS_HELP = "Keys per method: " + _methods_help() + "."
+# Option help that names what the registries hold. The registries import torch, so the names are filled in
+# only when a command's help is shown (RegistryHelpCommand): `seesay --help` and every run skip them.
+METHODS_SLOT, KEYS_SLOT, FAMILIES_SLOT = "{methods}", "{method keys}", "{families}"
+METHOD_HELP = f"Method: {METHODS_SLOT} (docs/methods/)."
+KEYS_HELP = f"Keys per method: {KEYS_SLOT}."
 SET_HELP = "Method option KEY=VALUE (repeatable). " + KEYS_HELP
-MODEL_HELP = _model_help()
+MODEL_HELP = (
+    "Model path or hub id (default: the bundled demo model); tiny-random:FAMILY builds a random "
+    f"tiny model offline, FAMILY one of {FAMILIES_SLOT}."
+)
+
+
+def registry_help(text: str) -> str:
+    """``text`` with the registry slots filled: method names, each method's ``--set`` keys, the families."""
+    if METHODS_SLOT in text or KEYS_SLOT in text:
+        keys = _method_keys()
+        text = text.replace(METHODS_SLOT, ", ".join(keys))
+        listed = (f"{name} ({', '.join(k) if k else 'no options'})" for name, k in keys.items())
+        text = text.replace(KEYS_SLOT, "; ".join(listed))
+    if FAMILIES_SLOT in text:
+        text = text.replace(FAMILIES_SLOT, ", ".join(_families()))
+    return text
+
+
+class RegistryHelpCommand(TyperCommand):
+    """A command whose options' help is completed from the registries when its help is rendered."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        for param in self.params:
+            if getattr(param, "help", None):
+                param.help = registry_help(param.help)  # type: ignore[attr-defined]
+        super().format_help(ctx, formatter)
 
 
 def default_model() -> str:
@@ -163,7 +183,7 @@ def unescape(text: str) -> str:
     return text.replace("\\n", "\n").replace("\\t", "\t")
 
 
-@app.command()
+@app.command(cls=RegistryHelpCommand)
 def ask(
     image: Annotated[
         list[Path], typer.Option("--image", "-i", help="Image file (repeat for several images).")
@@ -242,7 +262,7 @@ def write_trace(path: Path, answer, tokenizer: Any = None) -> None:
     tmp.replace(path)
 
 
-@app.command()
+@app.command(cls=RegistryHelpCommand)
 def profile(
     data: Annotated[
         Path, typer.Option("--data", "-d", help="Visual-CoT records (JSON or JSONL) with boxes.")
@@ -343,7 +363,7 @@ class _RunProgress:
             self.bar.stop()
 
 
-@app.command("eval")
+@app.command("eval", cls=RegistryHelpCommand)
 def eval_command(
     bench: BenchOpt,
     data: DataFileOpt,
@@ -504,7 +524,7 @@ def eval_command(
         out_console.print(f"report: {escape(str(written.html))} ({len(written.figures)} figures)")
 
 
-@app.command()
+@app.command(cls=RegistryHelpCommand)
 def sweep(
     method: Annotated[str, typer.Option("--method", help="The method whose knobs are swept. " + METHOD_HELP)],
     grid: Annotated[
@@ -620,7 +640,7 @@ def _pct(x: float) -> str:
     return "n/a" if math.isnan(x) else f"{100 * x:.1f}%"
 
 
-@app.command()
+@app.command(cls=RegistryHelpCommand)
 def demo(
     n: Annotated[
         int | None,
@@ -790,7 +810,7 @@ def demo(
     )
 
 
-@app.command()
+@app.command(cls=RegistryHelpCommand)
 def report(
     paths: Annotated[
         list[Path],
@@ -817,7 +837,7 @@ def report(
     )
 
 
-@app.command("chair")
+@app.command("chair", cls=RegistryHelpCommand)
 def chair_command(
     captions: Annotated[
         Path,
@@ -863,7 +883,7 @@ def chair_command(
         out_console.print(f"saved {escape(str(out))}")
 
 
-@app.command()
+@app.command(cls=RegistryHelpCommand)
 def version() -> None:
     """Print the seesay version."""
     from . import __version__
