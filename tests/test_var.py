@@ -1,12 +1,12 @@
 """VAR: identity at p = 1 on all six families, the redistribution against the official VARProcessor
 loop, the whole method against eager attention with the official redistribution under ``generate()``,
-the sink dimensions, ``seesay ask``."""
+a left-padded batch against one sample at a time, the sink dimensions, ``seesay ask``."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from transformers import AttentionInterface, AttentionMaskInterface
+from transformers import AttentionInterface, AttentionMaskInterface, LogitsProcessor, LogitsProcessorList
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
 
 from seesay.engine.decoding import GenerationSettings, decode
@@ -34,6 +34,41 @@ def test_var_at_p_one_is_plain_greedy(loaded, batch3):
     # no head qualifies (summ > 1): the tap and its edit run, and every row keeps sdpa's output
     none = VAR(VARConfig(summ=2.0, sink_dims=dims, tau=0.5)).generate(loaded, batch3, SETTINGS)
     assert torch.equal(none.sequences, plain)
+
+
+class _KeepScores(LogitsProcessor):
+    def __init__(self):
+        self.steps: list[torch.Tensor] = []
+
+    def __call__(self, input_ids, scores):
+        self.steps.append(scores.float().clone())
+        return scores
+
+
+def _var_scores(loaded, imgs, questions, cfg) -> tuple[torch.Tensor, torch.Tensor]:
+    """(new tokens [B, n], every step's scores [B, n, V]) of VAR with ``cfg``."""
+    keep = _KeepScores()
+    batch = build_inputs(loaded, imgs, questions)
+    out = VAR(cfg).generate(loaded, batch, SETTINGS, logits_processor=LogitsProcessorList([keep]))
+    return out.new_tokens, torch.stack(keep.steps, dim=1)
+
+
+@pytest.mark.parametrize("family", ["llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "gemma3", "internvl"])
+def test_var_batch_equals_one_at_a_time(family):
+    """Per-sample image spans, text rows after the image and sink marks under left padding: a batch of
+    three prompts of different lengths gives each sample's tokens and step scores as it alone gets them,
+    with the redistribution firing in every sample (its scores move away from p = 1's)."""
+    loaded = loaded_tiny(family)
+    imgs = images(3)
+    cfg = VARConfig(sink_dims=(0, 1), tau=0.5, summ=0.0, rho=1.0, start_layer=0)  # sinks on a random model
+    tokens, scores = _var_scores(loaded, imgs, QUESTIONS, cfg)
+    _, unchanged = _var_scores(loaded, imgs, QUESTIONS, VARConfig(sink_dims=(0, 1), p=1.0))
+    for i in range(3):
+        alone_tokens, alone_scores = _var_scores(loaded, [imgs[i]], [QUESTIONS[i]], cfg)
+        n = alone_tokens.shape[1]  # alone it stops at its end of sequence; in the batch, pads follow
+        assert tokens[i, :n].tolist() == alone_tokens[0].tolist(), (family, i)
+        assert torch.allclose(scores[i, :n], alone_scores[0], atol=1e-4), (family, i)
+        assert (scores[i] - unchanged[i]).abs().max() > 1e-3, (family, i)  # the edit changed this sample
 
 
 def _official_rows(attn, image, sink_list, p, rho, summ):
