@@ -156,3 +156,25 @@ def test_pai_config_and_cli(tmp_path, capsys):
             "--method", "pai", "--set", "gamma=1.5", "--max-new-tokens", "3"]  # fmt: skip
     assert main(args) == 0
     assert "pai (llava)" in capsys.readouterr().out
+
+
+def test_boost_weights_are_built_once_per_key_range_of_a_step():
+    """A hybrid model's sliding-window and full layers alternate two key ranges within a step: each is
+    built once and reused (it was rebuilt at every switch); a later step's ranges replace them."""
+    from seesay.engine.tap import LayerScores
+    from seesay.methods.pai import ImageAttentionBoost
+
+    image = torch.zeros(2, 12, dtype=torch.bool)
+    image[:, 2:7] = True
+    boost = ImageAttentionBoost(0.2, image)
+    full, window = torch.randn(2, 4, 1, 12), torch.randn(2, 4, 1, 6)  # keys 0..11 and 6..11
+    first = boost._key_weights(full, 0), boost._key_weights(window, 6)
+    for _ in range(3):  # the step's layers alternate: the same tensors come back
+        assert boost._key_weights(full, 0) is first[0] and boost._key_weights(window, 6) is first[1]
+    assert torch.equal(first[0][0, 0, 0], 0.2 * image[0].float())
+    assert torch.equal(first[1][0, 0, 0], 0.2 * image[0, 6:].float())
+    change = boost(LayerScores(0, full, None, 0))
+    assert torch.allclose(change.bias, full.abs() * 0.2 * image[:, None, None, :].float())
+    for k in range(13, 13 + ImageAttentionBoost.MAX_RANGES):  # later steps: the cache stays bounded
+        boost._key_weights(torch.randn(2, 4, 1, k), 0)
+        assert len(boost._weights) <= ImageAttentionBoost.MAX_RANGES

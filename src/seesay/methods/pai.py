@@ -67,22 +67,27 @@ class ImageAttentionBoost:
     """The tap edit ``a <- a + alpha |a|`` on the image keys of the tapped (last) row.
 
     The bias is ``|a| * (alpha m)`` with ``m`` the layer's image-key mask; ``alpha m`` is built once per
-    key range (every layer of a step shares it), so a layer pays two kernels (abs, multiply). The edit
-    belongs to one plan (one ``generate`` call): its cache is that call's, never the method's."""
+    key range (every layer of a step shares it; a hybrid model's sliding-window and full layers each have
+    theirs), so a layer pays two kernels (abs, multiply). The edit belongs to one plan (one ``generate``
+    call): its cache is that call's, never the method's."""
+
+    MAX_RANGES = 4  # key ranges kept: a step has one per kind of layer; the next step's are new ones
 
     def __init__(self, alpha: float, image_positions: torch.Tensor):
         self.alpha = alpha
         self.image_positions = image_positions  # [B, T] bool, absolute positions
-        self._weights: tuple[tuple[int, int, torch.device, torch.dtype], torch.Tensor] | None = None
+        self._weights: dict[tuple[int, int, torch.device, torch.dtype], torch.Tensor] = {}
 
     def _key_weights(self, scores: torch.Tensor, key_offset: int) -> torch.Tensor:
         """alpha on the image keys, 0 elsewhere, [B, 1, 1, K] in the scores' dtype and device."""
         spec = (key_offset, scores.shape[-1], scores.device, scores.dtype)
-        if self._weights is None or self._weights[0] != spec:
+        weights = self._weights.get(spec)
+        if weights is None:
+            if len(self._weights) >= self.MAX_RANGES:
+                self._weights.clear()  # an earlier step's key ranges: the keys have grown since
             keys = keys_from_positions(self.image_positions.to(scores.device), key_offset, spec[1])
-            weights = keys[:, None, None, :].to(scores.dtype) * self.alpha
-            self._weights = (spec, weights)
-        return self._weights[1]
+            weights = self._weights[spec] = keys[:, None, None, :].to(scores.dtype) * self.alpha
+        return weights
 
     def __call__(self, scores: LayerScores) -> ScoreChange:
         return ScoreChange(bias=scores.scores.abs().mul_(self._key_weights(scores.scores, scores.key_offset)))
