@@ -357,6 +357,7 @@ def main() -> None:
             except SystemExit as err:  # e.g. out of memory at this size: keep the other sizes' results
                 print(f"  {n_img} image tokens, batch {batch}: {err}", file=sys.stderr, flush=True)
                 results[key] = {"failed": str(err)[-3000:], "batch": batch, "image_tokens": n_img}
+                save_json(args, results)
                 continue
             if args.device.startswith("cuda"):
                 res["memory"] = {
@@ -365,6 +366,7 @@ def main() -> None:
             else:
                 res["memory"] = {m: _child(args, [*child, "--memory-mode", m]) for m in modes}
             results[key] = {**res, "batch": batch, "image_tokens": n_img}
+            save_json(args, results)  # per size: a run cut by a time limit keeps the finished ones
             print(f"  done: {n_img} image tokens, batch {batch}", file=sys.stderr, flush=True)
 
     print(
@@ -396,10 +398,18 @@ def main() -> None:
                 f"{mem[m]['peak'] / mem['plain']['peak']:>8.2f} {mem[m]['work'] / 2**20:>9.0f} "
                 f"{work_ratio:>8.2f}"
             )
-    if args.json_out:
-        with open(args.json_out, "w") as f:
-            shown = {k: v for k, v in vars(args).items() if k not in ("image_tokens", "batch", "memory_mode")}
-            json.dump({"args": shown, "results": results}, f, indent=1)
+    save_json(args, results)
+
+
+def save_json(args, results: dict) -> None:
+    """``--json-out``: the arguments and every finished size's measurements (replaced atomically)."""
+    if not args.json_out:
+        return
+    shown = {k: v for k, v in vars(args).items() if k not in ("image_tokens", "batch", "memory_mode")}
+    tmp = f"{args.json_out}.part"
+    with open(tmp, "w") as f:
+        json.dump({"args": shown, "results": results}, f, indent=1)
+    os.replace(tmp, args.json_out)
 
 
 if __name__ == "__main__":

@@ -55,3 +55,18 @@ def test_a_timing_child_runs_every_mode_on_a_batch():
     assert all(res["first_token_s"][m] > res["per_token_best_s"][m] > 0 for m in res["per_token_s"])
     assert res["passes_per_token"]["vcd"] == 2.0 and res["passes_per_token"]["dualpd"] == 1.0
     assert res["seq_len"] == 1 + 576 + 6
+
+
+def test_json_out_is_written_after_every_size(tmp_path):
+    """A run cut short by a time limit keeps what it finished: --json-out is replaced after each size."""
+    import json
+
+    out = tmp_path / "run.json"
+    args = _args(json_out=str(out))
+    tap_overhead.save_json(args, {"576": {"batch": 1}})
+    tap_overhead.save_json(args, {"576": {"batch": 1}, "2880": {"failed": "out of memory"}})
+    saved = json.loads(out.read_text())
+    assert list(saved["results"]) == ["576", "2880"] and saved["args"]["hidden"] == 64
+    assert "image_tokens" not in saved["args"] and not (tmp_path / "run.json.part").exists()
+    tap_overhead.save_json(_args(json_out=None), {"x": 1})  # no --json-out: nothing written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]
