@@ -106,3 +106,14 @@ def test_console_script_runs():
         [sys.executable, "-m", "seesay", "version"], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip()
+
+
+def test_h_is_help_for_every_command(capsys):
+    """-h works as --help, and a command's help names the registered methods (filled in when shown)."""
+    assert main(["-h"]) == 0
+    top = capsys.readouterr().out
+    assert "ask" in top and "eval" in top
+    for command in ("ask", "eval", "sweep"):
+        assert main([command, "-h"]) == 0
+        text = " ".join(capsys.readouterr().out.replace("│", " ").split())
+        assert "dualpd" in text and "vicrop" in text and "{methods}" not in text, command

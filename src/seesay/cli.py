@@ -24,6 +24,7 @@ from .errors import ConfigError, SeesayError
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=False,  # bare `seesay` is a usage error (one line), not a page of help
+    context_settings={"help_option_names": ["-h", "--help"]},
     help="Make vision-language models say what they see.",
 )
 err_console = Console(stderr=True)
