@@ -406,10 +406,13 @@ def save_json(args, results: dict) -> None:
     if not args.json_out:
         return
     shown = {k: v for k, v in vars(args).items() if k not in ("image_tokens", "batch", "memory_mode")}
-    tmp = f"{args.json_out}.part"
+    path = args.json_out
+    special = os.path.exists(path) and not os.path.isfile(path)  # /dev/stdout, a pipe: written in place
+    tmp = path if special else f"{path}.part"
     with open(tmp, "w") as f:
         json.dump({"args": shown, "results": results}, f, indent=1)
-    os.replace(tmp, args.json_out)
+    if not special:
+        os.replace(tmp, path)
 
 
 if __name__ == "__main__":

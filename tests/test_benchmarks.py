@@ -6,6 +6,7 @@ import argparse
 import importlib.util
 from pathlib import Path
 
+import pytest
 import torch
 
 _PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "tap_overhead.py"
@@ -70,3 +71,28 @@ def test_json_out_is_written_after_every_size(tmp_path):
     assert "image_tokens" not in saved["args"] and not (tmp_path / "run.json.part").exists()
     tap_overhead.save_json(_args(json_out=None), {"x": 1})  # no --json-out: nothing written
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]
+
+
+def test_a_run_cut_after_its_first_size_keeps_it(tmp_path, monkeypatch):
+    """main() saves --json-out after each size: a run stopped during its second size keeps the first."""
+    import json
+    import sys
+
+    calls = []
+
+    def fake_child(args, extra):
+        if "--memory-mode" in extra:
+            return {"peak": 1, "work": 1}
+        calls.append(extra)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the device's time limit, in the middle of the second size
+        return {"per_token_s": {"plain": 1.0}, "cuda_peak": {}}
+
+    out = tmp_path / "cut.json"
+    monkeypatch.setattr(tap_overhead, "_child", fake_child)
+    argv = ["tap_overhead.py", "--modes", "plain", "--image-token-counts", "576,2880", "--json-out", str(out)]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(KeyboardInterrupt):  # the run is cut: main() does not finish
+        tap_overhead.main()
+    saved = json.loads(out.read_text())
+    assert list(saved["results"]) == ["576"] and saved["results"]["576"]["memory"]["plain"]["peak"] == 1
