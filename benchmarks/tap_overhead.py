@@ -398,7 +398,6 @@ def main() -> None:
                 f"{mem[m]['peak'] / mem['plain']['peak']:>8.2f} {mem[m]['work'] / 2**20:>9.0f} "
                 f"{work_ratio:>8.2f}"
             )
-    save_json(args, results)
 
 
 def save_json(args, results: dict) -> None:

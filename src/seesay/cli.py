@@ -80,6 +80,11 @@ class RegistryHelpCommand(TyperCommand):
         super().format_help(ctx, formatter)
 
 
+def command(name: str | None = None):
+    """``@command()``: register a subcommand of ``app`` whose help is completed from the registries."""
+    return app.command(name, cls=RegistryHelpCommand)
+
+
 def default_model() -> str:
     """The bundled trained demo model when this installation has it, else a seeded random tiny LLaVA."""
     from .demo import demo_model_path
@@ -184,7 +189,7 @@ def unescape(text: str) -> str:
     return text.replace("\\n", "\n").replace("\\t", "\t")
 
 
-@app.command(cls=RegistryHelpCommand)
+@command()
 def ask(
     image: Annotated[
         list[Path], typer.Option("--image", "-i", help="Image file (repeat for several images).")
@@ -263,7 +268,7 @@ def write_trace(path: Path, answer, tokenizer: Any = None) -> None:
     tmp.replace(path)
 
 
-@app.command(cls=RegistryHelpCommand)
+@command()
 def profile(
     data: Annotated[
         Path, typer.Option("--data", "-d", help="Visual-CoT records (JSON or JSONL) with boxes.")
@@ -364,7 +369,7 @@ class _RunProgress:
             self.bar.stop()
 
 
-@app.command("eval", cls=RegistryHelpCommand)
+@command("eval")
 def eval_command(
     bench: BenchOpt,
     data: DataFileOpt,
@@ -525,7 +530,7 @@ def eval_command(
         out_console.print(f"report: {escape(str(written.html))} ({len(written.figures)} figures)")
 
 
-@app.command(cls=RegistryHelpCommand)
+@command()
 def sweep(
     method: Annotated[str, typer.Option("--method", help="The method whose knobs are swept. " + METHOD_HELP)],
     grid: Annotated[
@@ -641,7 +646,7 @@ def _pct(x: float) -> str:
     return "n/a" if math.isnan(x) else f"{100 * x:.1f}%"
 
 
-@app.command(cls=RegistryHelpCommand)
+@command()
 def demo(
     n: Annotated[
         int | None,
@@ -811,7 +816,7 @@ def demo(
     )
 
 
-@app.command(cls=RegistryHelpCommand)
+@command()
 def report(
     paths: Annotated[
         list[Path],
@@ -838,7 +843,7 @@ def report(
     )
 
 
-@app.command("chair", cls=RegistryHelpCommand)
+@command("chair")
 def chair_command(
     captions: Annotated[
         Path,
@@ -884,7 +889,7 @@ def chair_command(
         out_console.print(f"saved {escape(str(out))}")
 
 
-@app.command(cls=RegistryHelpCommand)
+@command()
 def version() -> None:
     """Print the seesay version."""
     from . import __version__
