@@ -20,6 +20,7 @@ import torch
 from ..errors import ConfigError
 from .adapters.base import ModelAdapter
 from .lens import HiddenCapture, capture_hidden
+from .prefill import cached_forward, join_caches, prefill
 from .tap import AttentionTap, attention_tap, tap_paused
 
 if TYPE_CHECKING:
@@ -43,6 +44,11 @@ class GenerationSettings:
     eos_token_id: int | list[int] | None = None
     pad_token_id: int | None = None
     seed: int | None = None
+    # A branch's prompt (never the batch's, which keeps generate()'s bits) is prefilled in chunks of this
+    # many tokens (None: one pass), so that its activations are one chunk's beside the batch's KV cache.
+    # 512: our choice; VCD's peak memory at 2880 image tokens then drops from 1.12x plain to about 1.04x
+    # (benchmarks/tap_overhead.py), at prompts of <= 512 tokens nothing changes.
+    branch_prefill_chunk_size: int | None = 512
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -55,6 +61,10 @@ class GenerationSettings:
             raise ConfigError("top_k and no_repeat_ngram_size must be >= 0")
         if self.repetition_penalty <= 0:
             raise ConfigError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+        if self.branch_prefill_chunk_size is not None and self.branch_prefill_chunk_size < 1:
+            raise ConfigError(
+                f"branch_prefill_chunk_size must be >= 1 or None, got {self.branch_prefill_chunk_size}"
+            )
 
     def logits_processors(self) -> LogitsProcessorList:
         """The standard processors in ``generate()``'s order (penalties, then sampling warpers)."""
@@ -220,10 +230,16 @@ class _Group:
     """
 
     def __init__(
-        self, names: list[str], inputs: list[Mapping[str, torch.Tensor]], tapped: bool, pad_id: int = 0
+        self,
+        names: list[str],
+        inputs: list[Mapping[str, torch.Tensor]],
+        tapped: bool,
+        pad_id: int = 0,
+        chunk_sizes: list[int | None] | None = None,
     ):
         self.names = names
         self.tapped = tapped
+        self.chunk_sizes = chunk_sizes or [None] * len(names)  # per member, for :func:`prefill`
         # prompts of other lengths are left-padded to the longest (the batch guarantee holds)
         width = max(x["input_ids"].shape[1] for x in inputs)
         self.members: list[dict[str, torch.Tensor]] = []
@@ -265,29 +281,21 @@ class _Group:
     def _prefill(self, adapter: ModelAdapter) -> tuple[torch.Tensor, int, int]:
         members, self.members = self.members, []  # the prompts are read once
         if len(members) == 1:
-            last, self.cache, self.position_state = _prefill_rows(adapter, members[0])
-            return last, 1, 1
+            last, self.cache, self.position_state, calls = prefill(adapter, members[0], self.chunk_sizes[0])
+            return last, calls, 1
         k = len(members)  # one member at a time, then one cache
-        lasts, caches, states = map(list, zip(*(_prefill_rows(adapter, m) for m in members), strict=True))
+        done = [prefill(adapter, m, size) for m, size in zip(members, self.chunk_sizes, strict=True)]
+        lasts, caches, states, calls = map(list, zip(*done, strict=True))
+        del done
         joined_state = _join_states(states, [m["input_ids"].shape[0] for m in members])
         if joined_state is not None and join_caches(caches):
             self.cache, self.position_state = caches[0], joined_state
-            return torch.cat(lasts, dim=0), k, k
+            return torch.cat(lasts, dim=0), sum(calls), k
         del caches, lasts, states  # a cache we cannot join: prefill the rows again, as one batch
         full = {name: torch.cat([m[name] for m in members], dim=0) for name in members[0]}
         del members
-        last, self.cache, self.position_state = _prefill_rows(adapter, full)
-        return last, k + 1, 2 * k
-
-
-def _prefill_rows(
-    adapter: ModelAdapter, inputs: Mapping[str, torch.Tensor]
-) -> tuple[torch.Tensor, Any, dict[str, Any]]:
-    """One prefill pass of ``inputs``: (the last position's hidden state [B, d], a copy rather than a
-    view that keeps [B, T, d] alive; the KV cache; the adapter's position state)."""
-    state: dict[str, Any] = {}
-    out, cache = cached_forward(adapter, {**inputs, **adapter.position_inputs(dict(inputs), state)}, None)
-    return out.last_hidden_state[:, -1].clone(), cache, state
+        last, self.cache, self.position_state, again = prefill(adapter, full)
+        return last, sum(calls) + again, 2 * k
 
 
 def _join_states(states: list[dict[str, Any]], rows: list[int]) -> dict[str, Any] | None:
@@ -340,54 +348,6 @@ def _mergeable(main: Mapping[str, torch.Tensor], other: Mapping[str, torch.Tenso
     return True
 
 
-@torch.no_grad()
-def cached_forward(adapter: ModelAdapter, inputs: dict[str, Any], cache: Any) -> tuple[Any, Any]:
-    """One pass of the base model with a KV cache (``cache``; None at prefill) -> (output, new cache).
-
-    The one place the transformers cache API is used (5.x: the ``cache`` argument and output field).
-    """
-    out = adapter.base_model(**inputs, cache=cache, use_cache=True, return_dict=True)
-    return out, out.cache
-
-
-def join_caches(caches: list[Any]) -> bool:
-    """Join the KV caches of row groups prefilled to one length into ``caches[0]`` (their rows in order).
-
-    Layer by layer, releasing the other caches' tensors as it goes, so the join holds at most one layer's
-    joined keys and values more than the caches themselves. Only ``DynamicCache`` of full and sliding-window
-    dynamic layers (every family seesay supports): for anything else it returns False and changes nothing
-    (the caller then prefills the rows as one batch). With :func:`cached_forward`, the one place that
-    knows the transformers cache API.
-    """
-    try:
-        from transformers.cache_utils import DynamicCache, DynamicLayer, DynamicSlidingWindowLayer
-    except ImportError:  # pragma: no cover - a transformers without these classes
-        return False
-    first = caches[0]
-    if any(type(c) is not DynamicCache or c.offloading or len(c.layers) != len(first.layers) for c in caches):
-        return False
-    for layers in zip(*(c.layers for c in caches), strict=True):
-        kind = type(layers[0])
-        if kind not in (DynamicLayer, DynamicSlidingWindowLayer) or any(type(x) is not kind for x in layers):
-            return False
-        if len({x.is_initialized for x in layers}) != 1:
-            return False
-        if (
-            layers[0].is_initialized
-            and len({(x.keys.shape[1:], x.keys.dtype, getattr(x, "cumulative_length", 0)) for x in layers})
-            != 1
-        ):
-            return False
-    for layers in zip(*(c.layers for c in caches), strict=True):
-        if not layers[0].is_initialized:
-            continue
-        layers[0].keys = torch.cat([x.keys for x in layers], dim=0)
-        layers[0].values = torch.cat([x.values for x in layers], dim=0)
-        for x in layers[1:]:
-            x.keys = x.values = None
-    return True
-
-
 def decode(
     model: torch.nn.Module,
     inputs: Mapping[str, torch.Tensor],
@@ -428,8 +388,16 @@ def decode(
     eos = eos_token_ids(settings, model)
     pad = _pad_id(settings, model, eos)
     main_rows = [inputs, *(b.inputs for b in merged)]
-    main = _Group(["", *(b.name for b in merged)], main_rows, tapped=True, pad_id=pad)
-    separate = [_Group([b.name], [b.inputs], tapped=b.tapped) for b in branches if b not in merged]
+    # the batch's own prompt in one pass (generate()'s bits); the branches' in chunks (untapped ones: a
+    # tap would read each chunk as a pass)
+    chunk = settings.branch_prefill_chunk_size
+    sizes = [None] + [chunk] * len(merged)
+    main = _Group(["", *(b.name for b in merged)], main_rows, tapped=True, pad_id=pad, chunk_sizes=sizes)
+    separate = [
+        _Group([b.name], [b.inputs], tapped=b.tapped, chunk_sizes=[None if b.tapped else chunk])
+        for b in branches
+        if b not in merged
+    ]
 
     input_ids = inputs["input_ids"]
     device = adapter.lm_head.weight.device

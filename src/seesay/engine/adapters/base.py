@@ -117,6 +117,9 @@ class ModelAdapter:
     processor: Any = None
     family: ClassVar[str] = "base"
     architectures: ClassVar[tuple[str, ...]] = ()
+    # whether an image token attends only to the tokens before it (else bidirectionally within its image:
+    # a chunked prefill then keeps each image in one chunk)
+    causal_image_attention: ClassVar[bool] = True
     image_token_id: int = field(init=False)
 
     def __post_init__(self) -> None:

@@ -287,10 +287,12 @@ class Qwen2_5_VLAdapter(Qwen2VLAdapter):
 
 @register_adapter("gemma3")
 class Gemma3Adapter(ModelAdapter):
-    """Gemma3 (``Gemma3ForConditionalGeneration``): square pooled grid, sliding-window layers."""
+    """Gemma3 (``Gemma3ForConditionalGeneration``): square pooled grid, sliding-window layers, image
+    tokens attending to their whole image (``token_type_ids``)."""
 
     family: ClassVar[str] = "gemma3"
     architectures: ClassVar[tuple[str, ...]] = ("Gemma3ForConditionalGeneration",)
+    causal_image_attention: ClassVar[bool] = False
 
     def image_layouts(self, inputs, original_sizes):
         cfg = self.model.config
