@@ -65,7 +65,9 @@ def prefill(
     for (start, end), features in zip(itertools.pairwise(bounds), per_chunk_features, strict=True):
         chunk: dict[str, Any] = {}
         for key, value in rest.items():
-            if key in _FROM_START:
+            if value is None:
+                chunk[key] = value
+            elif key in _FROM_START:
                 chunk[key] = value[..., :end]
             elif key in ("input_ids", "position_ids"):
                 chunk[key] = value[..., start:end]
