@@ -246,11 +246,13 @@ def test_vcd_batch_equals_one_sample_at_a_time(family):
         assert answer.token_ids == alone.token_ids, (family, i)
 
 
+@pytest.mark.parametrize("chunk", [None, 4], ids=["one-pass", "chunked"])
 @pytest.mark.parametrize("merged", [True, False])
-def test_vcd_cached_noisy_steps_equal_a_direct_recomputation(merged):
+def test_vcd_cached_noisy_steps_equal_a_direct_recomputation(merged, chunk):
     """Every decode step's scores, the noised branch read from its own KV cache, against a full forward
     pass of the noised image and the tokens so far: with the branch in the main forward (a 2B batch) and
-    as its own forward (what the engine does when a tap is installed)."""
+    as its own forward (what the engine does when a tap is installed), its prompt prefilled in one pass
+    or in chunks of 4 tokens."""
     from seesay.engine.decoding import decode
     from seesay.engine.tap import AttentionTap
     from seesay.methods.vcd import VCDStep, noised_branch
@@ -271,13 +273,14 @@ def test_vcd_cached_noisy_steps_equal_a_direct_recomputation(merged):
         loaded.model,
         batch.inputs,
         adapter=loaded.adapter,
-        settings=GenerationSettings(max_new_tokens=4, eos_token_id=[]),
+        settings=GenerationSettings(max_new_tokens=4, eos_token_id=[], branch_prefill_chunk_size=chunk),
         hook=spy,
         tap=None if merged else AttentionTap(record="none"),
         branches=(noised_branch(config, loaded, batch.inputs),),
     )
-    assert len(seen) == 4 and out.forward_calls == (5 if merged else 8)
     t0 = batch.inputs["input_ids"].shape[1]
+    chunks = 1 if chunk is None else -(-t0 // chunk)  # the noised prompt's prefill calls
+    assert len(seen) == 4 and out.forward_calls == (4 + chunks if merged else 7 + chunks)
     noisy_pixels = add_diffusion_noise(batch.inputs["pixel_values"], config)
     for t, (scores, clean) in enumerate(seen):
         ids = out.sequences[:, : t0 + t]

@@ -28,8 +28,11 @@ def test_icd_at_strength_zero_is_plain_greedy(loaded, batch3):
     assert out.forward_passes == out.new_tokens.shape[1]
 
 
+@pytest.mark.parametrize("chunk", [None, 4], ids=["one-pass", "chunked"])
 @pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
-def test_icd_scores_equal_a_direct_computation(family):
+def test_icd_scores_equal_a_direct_computation(family, chunk):
+    """Every step's scores against a full forward of the disturbed prompt, its prefill one pass or in
+    chunks of 4 tokens (Qwen2-VL: M-RoPE positions and token types sliced per chunk)."""
     loaded = loaded_tiny(family)
     batch = build_inputs(loaded, images(2), QUESTIONS[:2])
     config = ICDConfig(alpha=0.7, beta=0.2)
@@ -47,9 +50,13 @@ def test_icd_scores_equal_a_direct_computation(family):
         seen.append((result.scores, state.logits))
         return result
 
+    settings = GenerationSettings(max_new_tokens=3, eos_token_id=[], branch_prefill_chunk_size=chunk)
     out = decode(loaded.model, batch.inputs, adapter=loaded.adapter, hook=spy, branches=plan.branches,
-                 settings=GenerationSettings(max_new_tokens=3, eos_token_id=[]))  # fmt: skip
+                 settings=settings)  # fmt: skip
     t0 = batch.inputs["input_ids"].shape[1]
+    chunks = 1 if chunk is None else -(-branch.inputs["input_ids"].shape[1] // chunk)
+    # the batch's prefill, the branch's, then one forward of 2B rows per later step
+    assert len(seen) == 3 and out.forward_calls == 1 + chunks + 2
     for t, (scores, z) in enumerate(seen):
         new = out.sequences[:, t0 : t0 + t]
         full = {k: v for k, v in branch.inputs.items() if k not in ("input_ids", "attention_mask")}
