@@ -22,18 +22,25 @@ def _max_cache_diff(a, b) -> float:
     return max(diffs)
 
 
-@pytest.mark.parametrize(("chunk_size", "uneven"), [(5, False), (17, False), (3, True), (7, True)])
-def test_chunked_prefill_equals_one_pass(loaded, batch3, chunk_size, uneven):
-    """Every family, a left-padded batch of three prompts with images (one each, or two, one and two:
-    feature rows are handed out in placeholder order across samples): the last hidden state, every
-    layer's keys and values and the position state agree with one pass; the prompt really was split."""
-    inputs = batch3.inputs
-    if uneven:
-        from seesay.engine.loading import build_inputs
-        from tests.conftest import QUESTIONS, images
+CASES = [(5, "one image"), (17, "one image"), (3, "uneven"), (7, "uneven"), (3, "text")]
 
+
+@pytest.mark.parametrize(("chunk_size", "variant"), CASES)
+def test_chunked_prefill_equals_one_pass(loaded, batch3, chunk_size, variant):
+    """Every family, a left-padded batch of three prompts with images (one each, or two, one and two:
+    feature rows are handed out in placeholder order across samples), or the text-only prompts PAI and
+    M3ID contrast with: the last hidden state, every layer's keys and values and the position state agree
+    with one pass; the prompt really was split."""
+    from seesay.engine.loading import build_inputs
+    from seesay.engine.variants import text_only_for
+    from tests.conftest import QUESTIONS, images
+
+    inputs = batch3.inputs
+    if variant == "uneven":
         ims = images(5)
         inputs = build_inputs(loaded, [ims[:2], ims[2:3], ims[3:]], QUESTIONS).inputs
+    elif variant == "text":
+        inputs = text_only_for(loaded, batch3)
     last, cache, state, calls = prefill(loaded.adapter, inputs)
     assert calls == 1
     got_last, got_cache, got_state, got_calls = prefill(loaded.adapter, inputs, chunk_size)
