@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 import torch
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from seesay.engine import decoding
 from seesay.engine.decoding import GenerationSettings, StepState, decode
@@ -61,6 +64,35 @@ def test_one_pass_when_the_prompt_fits_or_cannot_be_split(loaded, batch3):
     assert prefill(loaded.adapter, inputs, None)[3] == 1
     odd = {**inputs, "unknown_per_sample": torch.zeros(inputs["input_ids"].shape[0], 3)}
     assert prefill(loaded.adapter, odd, 5)[3] == 1  # a tensor it cannot split by position: one pass
+
+
+@dataclass
+class _WithDeepstack(BaseModelOutputWithPooling):
+    """An encoder output with a second field the language model reads (Qwen3-VL's deepstack)."""
+
+    deepstack_features: list | None = None
+
+
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
+def test_one_pass_when_the_image_features_cannot_be_split(family, monkeypatch):
+    """An encoder output with a field besides the pooled rows that chunks would have to split: no
+    chunks, the one pass's result."""
+    from seesay.engine.loading import build_inputs
+    from tests.conftest import QUESTIONS, images, loaded_tiny
+
+    loaded = loaded_tiny(family)
+    inputs = build_inputs(loaded, images(2), QUESTIONS[:2]).inputs
+    last, _, _, _ = prefill(loaded.adapter, inputs)
+    base = loaded.adapter.base_model
+    encode = base.get_image_features
+
+    def with_deepstack(*args, **kwargs):
+        out = encode(*args, **kwargs)
+        return _WithDeepstack(**out, deepstack_features=[out["pooler_output"]])
+
+    monkeypatch.setattr(base, "get_image_features", with_deepstack)
+    got_last, _, _, calls = prefill(loaded.adapter, inputs, 3)
+    assert calls == 1 and torch.equal(got_last, last)
 
 
 def test_bidirectional_images_stay_in_one_chunk(loaded_family_gemma3):

@@ -26,7 +26,8 @@ from .adapters.base import ModelAdapter
 
 # per-token inputs that the models read by position from the sequence start (the mask's rule)
 _FROM_START = ("attention_mask", "token_type_ids", "mm_token_type_ids")
-# encoder output fields besides the pooled features that the language model does not read
+# encoder output fields a chunk can do without: the pooled features (split per chunk) and what the language
+# model does not read (the vision tower's own states)
 _ENCODER_TRACE = ("pooler_output", "last_hidden_state", "hidden_states", "attentions")
 
 
@@ -138,7 +139,9 @@ def _chunk_features(
     with torch.no_grad():
         encoded = adapter.base_model.get_image_features(**encoder_kwargs, return_dict=True)
     kind = type(encoded)  # a transformers ModelOutput; the chunks get the same type, pooled rows only
-    pooled = encoded.get("pooler_output") if hasattr(encoded, "get") else None
+    if not isinstance(encoded, Mapping):  # not a ModelOutput: nothing we know how to split
+        return None
+    pooled = encoded.get("pooler_output")
     # the models read the pooled features only; another field (e.g. Qwen3-VL's deepstack features) would
     # have to be split too
     others = [k for k, v in encoded.items() if v is not None and k not in _ENCODER_TRACE]
