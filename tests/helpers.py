@@ -50,3 +50,24 @@ def assert_batch_equals_alone(family: str, method: str, settings) -> None:
     for i, answer in enumerate(batch):
         alone = seesay.ask_batch(loaded, [imgs[i]], [QUESTIONS[i]], method=method, settings=settings)[0]
         assert answer.token_ids == alone.token_ids, (family, i)
+
+
+def decode_with_other_branch(loaded, batch, settings, **decode_kwargs):
+    """Decode ``batch`` with a branch "other" (its prompt with "You may be wrong." before the question,
+    left padded: ICD's kind) whose logits the hook contrasts with weight 0.5. Returns (the output, per
+    step (the batch's final hidden state, the branch's))."""
+    from seesay.engine.decoding import Branch, StepState, decode
+    from seesay.engine.variants import insert_before_question, with_prompts
+
+    branch = Branch("other", with_prompts(loaded, batch, insert_before_question(batch, "You may be wrong.")))
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def hook(state: StepState) -> torch.Tensor:
+        seen.append((state.final_hidden.clone(), state.branches["other"].clone()))
+        return state.logits - 0.5 * loaded.adapter.logits_from_hidden(state.branches["other"]).float()
+
+    out = decode(
+        loaded.model, batch.inputs, adapter=loaded.adapter, settings=settings, hook=hook, branches=[branch],
+        **decode_kwargs,
+    )  # fmt: skip
+    return out, seen

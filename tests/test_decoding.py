@@ -8,6 +8,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from seesay.engine.decoding import GenerationSettings, StepState, decode
 from seesay.errors import ConfigError
+from tests.helpers import decode_with_other_branch
 
 
 def test_greedy_equals_generate(loaded, batch3):
@@ -145,28 +146,10 @@ def test_joined_prefill_equals_one_batch(loaded, batch3, monkeypatch):
     a time, and their KV caches are joined: every step's hidden states and tokens equal those of the
     rows prefilled as one batch, on every family (Gemma3's sliding-window layers included)."""
     import seesay.engine.decoding as decoding
-    from seesay.engine.variants import insert_before_question, with_prompts
-
-    longer = with_prompts(loaded, batch3, insert_before_question(batch3, "You may be wrong."))
-    branch = decoding.Branch("other", longer)
 
     def run():
-        seen: list[tuple[torch.Tensor, torch.Tensor]] = []
-
-        def hook(state: StepState) -> torch.Tensor:
-            seen.append((state.final_hidden.clone(), state.branches["other"].clone()))
-            return state.logits - 0.5 * loaded.adapter.logits_from_hidden(state.branches["other"]).float()
-
         settings = GenerationSettings(max_new_tokens=5, eos_token_id=[])
-        out = decode(
-            loaded.model,
-            batch3.inputs,
-            adapter=loaded.adapter,
-            settings=settings,
-            hook=hook,
-            branches=[branch],
-        )
-        return out, seen
+        return decode_with_other_branch(loaded, batch3, settings)
 
     joined, joined_seen = run()
     steps = joined.new_tokens.shape[1]

@@ -9,10 +9,10 @@ import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from seesay.engine import decoding
-from seesay.engine.decoding import GenerationSettings, StepState, decode
+from seesay.engine.decoding import GenerationSettings, decode
 from seesay.engine.prefill import chunk_bounds, prefill
-from seesay.engine.variants import insert_before_question, with_prompts
 from seesay.errors import ConfigError
+from tests.helpers import decode_with_other_branch
 
 
 def _max_cache_diff(a, b) -> float:
@@ -150,27 +150,10 @@ def test_branch_prefill_chunks_keep_the_decode(loaded, batch3, separate):
     """A branch prefilled in chunks (merged into the main forward, or its own forward when a hidden
     capture keeps it apart) gives the same tokens and, within 1e-5, the same hidden states at every
     step as its one-pass prefill; the batch's own prompt is never split."""
-    longer = with_prompts(loaded, batch3, insert_before_question(batch3, "You may be wrong."))
-    branch = decoding.Branch("other", longer)
 
     def run(chunk: int | None):
-        seen: list[tuple[torch.Tensor, torch.Tensor]] = []
-
-        def hook(state: StepState) -> torch.Tensor:
-            seen.append((state.final_hidden.clone(), state.branches["other"].clone()))
-            return state.logits - 0.5 * loaded.adapter.logits_from_hidden(state.branches["other"]).float()
-
         settings = GenerationSettings(max_new_tokens=4, eos_token_id=[], branch_prefill_chunk_size=chunk)
-        out = decode(
-            loaded.model,
-            batch3.inputs,
-            adapter=loaded.adapter,
-            settings=settings,
-            hook=hook,
-            branches=[branch],
-            hidden_layers=(0,) if separate else (),
-        )
-        return out, seen
+        return decode_with_other_branch(loaded, batch3, settings, hidden_layers=(0,) if separate else ())
 
     whole, whole_seen = run(None)
     chunked, chunked_seen = run(5)
