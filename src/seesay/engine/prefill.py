@@ -52,15 +52,11 @@ def prefill(
     state: dict[str, Any] = {}
     full = {**inputs, **adapter.position_inputs(dict(inputs), state)}
     plan = _chunk_plan(adapter, full, chunk_size)
-    if plan is None:
+    per_chunk_features = None if plan is None else _chunk_features(adapter, *plan)
+    if plan is None or per_chunk_features is None:
         out, cache = cached_forward(adapter, full, None)
         return out.last_hidden_state[:, -1].clone(), cache, state, 1
-    bounds, encoder_kwargs = plan
-    ids = full["input_ids"]
-    per_chunk_features = _chunk_features(adapter, ids, encoder_kwargs, bounds)
-    if per_chunk_features is None:
-        out, cache = cached_forward(adapter, full, None)
-        return out.last_hidden_state[:, -1].clone(), cache, state, 1
+    bounds, _, encoder_kwargs = plan
     rest = {k: v for k, v in full.items() if k not in encoder_kwargs}
     cache = None
     for (start, end), features in zip(itertools.pairwise(bounds), per_chunk_features, strict=True):
@@ -82,8 +78,9 @@ def prefill(
 
 def _chunk_plan(
     adapter: ModelAdapter, inputs: Mapping[str, Any], chunk_size: int | None
-) -> tuple[list[int], dict[str, Any]] | None:
-    """(chunk boundaries [0, ..., T], the image encoder's inputs) or None for one pass."""
+) -> tuple[list[int], torch.Tensor, dict[str, Any]] | None:
+    """(chunk boundaries [0, ..., T], the image-token mask [B, T], the image encoder's inputs) or None
+    for one pass."""
     ids = inputs["input_ids"]
     length = ids.shape[1]
     if chunk_size is None or length <= chunk_size:
@@ -103,7 +100,7 @@ def _chunk_plan(
     if bool(image.any()) != ("pixel_values" in encoder_kwargs):
         return None
     whole = not adapter.causal_image_attention
-    return chunk_bounds(image, chunk_size, keep_images_whole=whole), encoder_kwargs
+    return chunk_bounds(image, chunk_size, keep_images_whole=whole), image, encoder_kwargs
 
 
 def chunk_bounds(image_mask: torch.Tensor, chunk_size: int, keep_images_whole: bool = False) -> list[int]:
@@ -130,7 +127,7 @@ def chunk_bounds(image_mask: torch.Tensor, chunk_size: int, keep_images_whole: b
 
 
 def _chunk_features(
-    adapter: ModelAdapter, ids: torch.Tensor, encoder_kwargs: dict[str, Any], bounds: list[int]
+    adapter: ModelAdapter, bounds: list[int], image: torch.Tensor, encoder_kwargs: dict[str, Any]
 ) -> list[Any] | None:
     """Per chunk, the image encoder's output holding the rows of the chunk's image tokens (None for a
     chunk without images); None when the encoder's output has fields we cannot split."""
@@ -151,7 +148,6 @@ def _chunk_features(
     parts = [pooled] if as_tensor else list(pooled)
     rows = torch.cat([p.reshape(-1, p.shape[-1]) for p in parts])
     del encoded, pooled, parts
-    image = adapter.image_mask(ids)
     if int(image.sum()) != rows.shape[0]:
         return None  # the model's own check would fail the same way; let the one pass raise its error
     order = image.flatten().cumsum(0).view_as(image) - 1  # feature row of each image token
