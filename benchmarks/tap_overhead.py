@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import os
 import random
 import resource
@@ -214,6 +215,34 @@ def mode_runners(model, inputs) -> dict[str, Callable]:
     }
 
 
+def median_interval(values: list[float], confidence: float = 0.95) -> dict[str, float]:
+    """The median of ``values`` and a distribution-free interval for it: [x_(k), x_(n+1-k)] of the sorted
+    values with the largest k whose coverage 1 - 2 P(Binomial(n, 1/2) < k) is still >= ``confidence``
+    (k = 1 when even the full range covers less; the coverage is returned, never overstated)."""
+    xs = sorted(values)
+    n = len(xs)
+    if n == 0:
+        raise ValueError("median_interval needs at least one value")
+    below = [math.comb(n, i) / 2**n for i in range(n + 1)]  # P(Binomial(n, 1/2) = i)
+
+    def coverage(k: int) -> float:
+        return 1 - 2 * sum(below[:k])
+
+    k = 1
+    while k + 1 <= (n + 1) // 2 and coverage(k + 1) >= confidence:
+        k += 1
+    return {"median": statistics.median(xs), "low": xs[k - 1], "high": xs[n - k], "coverage": coverage(k)}
+
+
+def paired_ratios(per_token_all: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    """Per mode: each round's per-token time over the same round's plain time, as ``median_interval``."""
+    plain = per_token_all["plain"]
+    return {
+        mode: median_interval([t / p for t, p in zip(times, plain, strict=True)])
+        for mode, times in per_token_all.items()
+    }
+
+
 def _sync(device: str) -> None:
     import torch
 
@@ -275,6 +304,7 @@ def child_timing(args) -> dict:
         "per_token_s": {m: statistics.median(v) for m, v in per_token.items()},
         "per_token_best_s": {m: min(v) for m, v in per_token.items()},
         "per_token_all": per_token,
+        "per_token_paired": paired_ratios(per_token),
         "first_token_s": {m: statistics.median(v) for m, v in first_token.items()},
         "first_token_all": first_token,
         "mean_gap_all": mean_gap,
@@ -398,6 +428,22 @@ def main() -> None:
                 f"{mem[m]['peak'] / mem['plain']['peak']:>8.2f} {mem[m]['work'] / 2**20:>9.0f} "
                 f"{work_ratio:>8.2f}"
             )
+
+    finished = [r for r in results.values() if "failed" not in r]
+    if finished and args.repeats > 1:
+        coverage = finished[0]["per_token_paired"]["plain"]["coverage"]
+        print(
+            f"\nper-token time x plain, paired by round (a round's time over the same round's plain time):\n"
+            f"median [{coverage:.1%} distribution-free interval of the median] over {args.repeats} rounds"
+        )
+        heads = [f"{r['image_tokens']}" + (f", batch {r['batch']}" if show_batch else "") for r in finished]
+        print(f"{'mode':>7} " + " ".join(f"{h:>19}" for h in heads))
+        for m in [m for m in modes if m != "plain"]:
+            cells = []
+            for r in finished:
+                c = r["per_token_paired"][m]
+                cells.append(f"{c['median']:.2f} [{c['low']:.2f}-{c['high']:.2f}]")
+            print(f"{m:>7} " + " ".join(f"{c:>19}" for c in cells))
 
 
 def save_json(args, results: dict) -> None:

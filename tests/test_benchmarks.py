@@ -56,6 +56,47 @@ def test_a_timing_child_runs_every_mode_on_a_batch():
     assert all(res["first_token_s"][m] > res["per_token_best_s"][m] > 0 for m in res["per_token_s"])
     assert res["passes_per_token"]["vcd"] == 2.0 and res["passes_per_token"]["dualpd"] == 1.0
     assert res["seq_len"] == 1 + 576 + 6
+    paired = res["per_token_paired"]  # each round's time over the same round's plain time
+    for mode in ("loop", "vcd"):
+        times, plain = res["per_token_all"][mode], res["per_token_all"]["plain"]
+        ratios = [t / p for t, p in zip(times, plain, strict=True)]
+        assert paired[mode]["low"] == min(ratios) and paired[mode]["high"] == max(ratios)
+    assert paired["plain"] == {"median": 1.0, "low": 1.0, "high": 1.0, "coverage": 0.5}
+
+
+def _binomial_coverage(n: int, k: int) -> float:
+    """P(x_(k) <= median <= x_(n+1-k)) for n draws of a continuous distribution, by enumerating the
+    2^n sign patterns: the interval misses when fewer than k draws fall below the median, or above it."""
+    import itertools
+
+    misses = sum(1 for signs in itertools.product((0, 1), repeat=n) if sum(signs) < k or n - sum(signs) < k)
+    return 1 - misses / 2**n
+
+
+@pytest.mark.parametrize(
+    ("n", "low", "high"),
+    [(5, 1, 5), (6, 1, 6), (7, 1, 7), (9, 2, 8), (10, 2, 9), (15, 4, 12), (20, 6, 15)],
+)
+def test_the_median_interval_is_the_sign_test_interval(n, low, high):
+    """Order statistics [x_(k), x_(n+1-k)] with the largest k still covering 95% (the published table:
+    n=9 -> [2, 8], n=15 -> [4, 12], n=20 -> [6, 15]); below 6 values the full range, its coverage said."""
+    values = [float(v) for v in range(n, 0, -1)]  # unsorted on purpose: rank n first
+    got = tap_overhead.median_interval(values)
+    assert (got["low"], got["high"]) == (low, high)
+    assert got["median"] == (n + 1) / 2
+    assert got["coverage"] == pytest.approx(_binomial_coverage(n, low))
+    assert (got["coverage"] >= 0.95) == (n >= 6)
+    if low + 1 <= (n + 1) // 2:  # the interval one rank narrower would cover less than 95%
+        assert _binomial_coverage(n, low + 1) < 0.95
+
+
+def test_paired_ratios_pair_each_round_with_its_own_plain_round():
+    times = {"plain": [1.0, 2.0, 4.0], "m": [1.1, 2.2, 4.4], "slow_round": [2.0, 2.0, 4.0]}
+    got = tap_overhead.paired_ratios(times)
+    assert got["m"]["median"] == pytest.approx(1.1) and got["m"]["high"] == pytest.approx(1.1)
+    assert got["slow_round"]["median"] == 1.0 and got["slow_round"]["high"] == 2.0
+    with pytest.raises(ValueError):
+        tap_overhead.paired_ratios({"plain": [1.0, 2.0], "m": [1.0]})  # a missing round is an error
 
 
 def test_json_out_is_written_after_every_size(tmp_path):
