@@ -62,14 +62,11 @@ def prefill(
     for (start, end), features in zip(itertools.pairwise(bounds), per_chunk_features, strict=True):
         chunk: dict[str, Any] = {}
         for key, value in rest.items():
-            if value is None:
-                chunk[key] = value
-            elif key in _FROM_START:
-                chunk[key] = value[..., :end]
-            elif key in ("input_ids", "position_ids"):
-                chunk[key] = value[..., start:end]
-            else:
-                chunk[key] = value
+            if value is not None and key in _FROM_START:
+                value = value[..., :end]
+            elif value is not None and key in ("input_ids", "position_ids"):
+                value = value[..., start:end]
+            chunk[key] = value
         if features is not None:
             chunk["mm_encoder_outputs"] = {"image": features}
         out, cache = cached_forward(adapter, chunk, cache)
