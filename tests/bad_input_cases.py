@@ -128,6 +128,22 @@ def _not_json(tmp: Path, model: Path) -> list[str]:
     return _eval(tmp, model, data=bad)
 
 
+def _no_data_list(tmp: Path, model: Path) -> list[str]:
+    bad = tmp / "TextVQA_other.json"
+    bad.write_text(json.dumps({"questions": [{"question_id": 1}]}))  # another benchmark's layout
+    return _eval(tmp, model, data=bad)
+
+
+def _vqav2_list(tmp: Path, model: Path) -> list[str]:
+    """A VQAv2 questions file holding a bare list (the official file is an object with 'questions')."""
+    questions = tmp / "v2_OpenEnded_mscoco_val2014_questions.json"
+    questions.write_text(json.dumps([{"question_id": 1, "question": "what ?", "image_id": 1}]))
+    (tmp / "v2_mscoco_val2014_annotations.json").write_text(json.dumps({"annotations": []}))
+    argv = _eval(tmp, model, data=questions)
+    argv[argv.index("textvqa")] = "vqav2"
+    return argv
+
+
 def _report_other(tmp: Path, model: Path) -> list[str]:
     (tmp / "other.json").write_text(json.dumps({"hello": 1}))
     return ["report", str(tmp / "other.json"), "--out", str(tmp / "r.html")]
@@ -199,6 +215,16 @@ CASES: list[Case] = [
         "lies outside the image root",
     ),
     Case("annotation file is not JSON", _not_json, "not valid JSON"),
+    Case(
+        "TextVQA file: an object without 'data'",
+        _no_data_list,
+        "TextVQA_other.json: expected a list of records (or {'data': [...]})",
+    ),
+    Case(
+        "VQAv2 questions file: a list, not an object",
+        _vqav2_list,
+        "v2_OpenEnded_mscoco_val2014_questions.json: expected a JSON object whose 'questions' is a list",
+    ),
     Case(
         "`sweep --grid` with an unknown key",
         lambda t, m: _sweep(t, m, "--grid", "rh=0.1,0.2"),

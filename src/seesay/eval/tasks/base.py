@@ -100,6 +100,14 @@ def read_json(path: Path) -> Any:
         raise DataError(f"cannot read {path}: {err}") from err
 
 
+def records_under(data: Any, key: str, path: Path) -> list[Any]:
+    """``data[key]`` of a JSON object read from ``path``, checked to be a list (else one-line DataError)."""
+    items = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        raise DataError(f"{path}: expected a JSON object whose '{key}' is a list")
+    return items
+
+
 def read_rows(path: Path) -> list[Any]:
     """The records of a JSONL file (one JSON value per line) or of a JSON list (or ``{"data": [...]}``)."""
     if path.suffix != ".jsonl":

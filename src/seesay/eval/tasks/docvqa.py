@@ -6,16 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..metrics.vqa import anls
-from .base import Sample, Task, answer_strings, read_json, register_task, require, samples_from_parquet
+from .base import Sample, Task, answer_strings, read_rows, register_task, require, samples_from_parquet
 
 
 def load(path: Path, image_root: Path | None) -> list[Sample]:
     if path.suffix == ".parquet":
         return samples_from_parquet(path, ("questionId", "question_id", "id"), ("answers",))
-    data = read_json(path)
     root = image_root or path.parent
     out = []
-    for i, rec in enumerate(data.get("data", []) if isinstance(data, dict) else data):
+    for i, rec in enumerate(read_rows(path)):
         require(rec, ("questionId", "question", "image", "answers"), path, i)
         out.append(
             Sample(

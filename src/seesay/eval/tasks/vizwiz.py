@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..metrics.vqa import vizwiz_accuracy
-from .base import Sample, Task, answer_strings, read_json, register_task, require, samples_from_parquet
+from .base import Sample, Task, answer_strings, read_rows, register_task, require, samples_from_parquet
 
 SUFFIX = (
     "\nWhen the provided information is insufficient, respond with 'Unanswerable'."
@@ -17,10 +17,9 @@ SUFFIX = (
 def load(path: Path, image_root: Path | None) -> list[Sample]:
     if path.suffix == ".parquet":
         return samples_from_parquet(path, ("question_id", "id", "image"), ("answers",))
-    data = read_json(path)
     root = image_root or path.parent / "val"
     out = []
-    for i, rec in enumerate(data):
+    for i, rec in enumerate(read_rows(path)):
         require(rec, ("image", "question", "answers"), path, i)
         out.append(
             Sample(

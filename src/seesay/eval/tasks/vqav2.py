@@ -11,7 +11,16 @@ from pathlib import Path
 
 from ...errors import DataError
 from ..metrics.vqa import vqa_accuracy
-from .base import Sample, Task, answer_strings, read_json, register_task, require, samples_from_parquet
+from .base import (
+    Sample,
+    Task,
+    answer_strings,
+    read_json,
+    records_under,
+    register_task,
+    require,
+    samples_from_parquet,
+)
 
 
 def find_annotations(questions: Path) -> Path:
@@ -29,15 +38,17 @@ def load_vqa_format(path: Path, image_root: Path | None, prefix: str = "COCO") -
     if path.suffix == ".parquet":
         return samples_from_parquet(path, ("question_id", "id"), ("answers",))
     questions = read_json(path)
-    annotations = read_json(find_annotations(path))
+    question_list = records_under(questions, "questions", path)
+    annotations_path = find_annotations(path)
+    annotation_list = records_under(read_json(annotations_path), "annotations", annotations_path)
     subtype = questions.get("data_subtype", "val2014")
     root = image_root or path.parent / subtype
     by_id = {}
-    for i, ann in enumerate(annotations.get("annotations", [])):
+    for i, ann in enumerate(annotation_list):
         require(ann, ("question_id", "answers"), path, i)
         by_id[ann["question_id"]] = ann
     out = []
-    for i, q in enumerate(questions.get("questions", [])):
+    for i, q in enumerate(question_list):
         require(q, ("question_id", "question", "image_id"), path, i)
         ann = by_id.get(q["question_id"])
         if ann is None:
